@@ -1,0 +1,94 @@
+//! JSON bodies of the agent's local IPAM API, shared by the agent and the CNI plugin.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /ipam/allocations` with [`AllocateRequest`] | 200 [`Allocation`] (the same address again for the same key) |
+//! | `GET /ipam/allocations/{container_id}/{ifname}` | 200 [`Allocation`], 404 when none |
+//! | `DELETE /ipam/allocations/{container_id}/{ifname}` | 204 whether or not one was held |
+//!
+//! While the agent has no block yet every call answers 503 with an [`ApiError`]; a client
+//! should retry (bounded). Other errors answer 4xx/5xx with an [`ApiError`].
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// Longest container id accepted.
+pub const MAX_CONTAINER_ID_LEN: usize = 256;
+/// Longest interface name accepted (Linux IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// Ask for a pod address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocateRequest {
+    /// CNI_CONTAINERID.
+    pub container_id: String,
+    /// CNI_IFNAME.
+    pub ifname: String,
+}
+
+impl AllocateRequest {
+    /// The key the address is held under, after checking both parts.
+    pub fn key(&self) -> Result<String, String> {
+        allocation_key(&self.container_id, &self.ifname)
+    }
+}
+
+/// The key an address is held under: `container_id/ifname`, both parts checked.
+pub fn allocation_key(container_id: &str, ifname: &str) -> Result<String, String> {
+    let id_ok = !container_id.is_empty()
+        && container_id.len() <= MAX_CONTAINER_ID_LEN
+        && container_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !id_ok {
+        return Err(format!(
+            "container id {container_id:?} must be 1 to {MAX_CONTAINER_ID_LEN} characters of [A-Za-z0-9._-]"
+        ));
+    }
+    let if_ok = !ifname.is_empty()
+        && ifname.len() <= MAX_IFNAME_LEN
+        && ifname.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+    if !if_ok {
+        return Err(format!(
+            "interface name {ifname:?} must be 1 to {MAX_IFNAME_LEN} printable characters without '/'"
+        ));
+    }
+    Ok(format!("{container_id}/{ifname}"))
+}
+
+/// A pod's address and what the plugin needs to wire it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// The pod address with the block's prefix length, e.g. `10.32.1.2/24`.
+    pub address: Ipv4Net,
+    /// The node address, the pod's default gateway (first host of the block).
+    pub gateway: Ipv4Addr,
+    /// The overlay cluster range.
+    pub cluster: Ipv4Net,
+    /// MTU for the pod interface (the overlay MTU).
+    pub mtu: u32,
+}
+
+/// Error body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, for a person.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        assert_eq!(allocation_key("abc-1", "eth0").as_deref(), Ok("abc-1/eth0"));
+        assert!(allocation_key("", "eth0").is_err());
+        assert!(allocation_key("a/b", "eth0").is_err());
+        assert!(allocation_key("abc", "").is_err());
+        assert!(allocation_key("abc", "a/b").is_err());
+        assert!(allocation_key("abc", "sixteen-chars-xx").is_err());
+        assert!(allocation_key(&"x".repeat(257), "eth0").is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! Sans-IO core of the overlay network.
+//!
+//! Everything here is pure: no sockets, no threads, no clock (time is passed in as an
+//! argument). The agent is a thin I/O shell around it; the deterministic simulation in
+//! `tests/` runs many [`node::Node`]s against simulated time and loss.
+//!
+//! # Layout
+//! - [`peer`]: peer names and the compact ids carried in data headers.
+//! - [`header`]: the overlay header in front of every data datagram.
+//! - [`message`], [`codec`]: control-plane messages and their framing on TCP.
+//! - [`topology`]: gossiped per-peer records and their merge.
+//! - [`routing`]: shortest paths over established connections.
+//! - [`ipam`]: block claims among nodes, pod addresses within a block.
+//! - [`forwarding`]: the per-packet lookup table handed to the data path.
+//! - [`node`]: the control-plane state machine of one agent.
+//! - [`api`]: JSON bodies of the agent's local IPAM API (used by the CNI plugin).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod codec;
+pub mod forwarding;
+pub mod header;
+pub mod ipam;
+pub mod message;
+pub mod node;
+pub mod peer;
+mod rng;
+pub mod routing;
+pub mod topology;
+
+pub use peer::{PeerId, PeerName};

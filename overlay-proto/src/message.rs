@@ -1,0 +1,97 @@
+//! Control-plane messages exchanged over the TCP side of the listen port.
+//!
+//! A connection starts with each side sending a [`Hello`]; the protocol version both speak is
+//! chosen with [`negotiate`]. After that, either side sends [`Message`]s at any time. The byte
+//! layout of both (frames, envelope, fixtures) lives in [`crate::codec`].
+
+use crate::peer::PeerName;
+use crate::topology::PeerRecord;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Oldest control protocol version this build speaks.
+pub const PROTOCOL_MIN: u16 = 1;
+/// Newest control protocol version this build speaks.
+pub const PROTOCOL_MAX: u16 = 1;
+
+/// The first frame on every control connection, sent by both sides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Oldest protocol version the sender speaks.
+    pub proto_min: u16,
+    /// Newest protocol version the sender speaks.
+    pub proto_max: u16,
+    /// Body fields, encoded with postcard after the fixed part.
+    pub body: HelloBody,
+}
+
+/// The part of [`Hello`] after the fixed magic and version range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloBody {
+    /// The sender's peer name.
+    pub name: PeerName,
+    /// Random per start of the sender's agent; tells a restarted peer from its previous run.
+    pub instance: u64,
+    /// Where the sender can be dialed (TCP) and sent data (UDP).
+    pub advertise: SocketAddr,
+    /// The sender's cluster range; peers with a different one are refused.
+    pub cluster: Ipv4Net,
+    /// The sender's block size; peers with a different one are refused.
+    pub subnet_prefix: u8,
+}
+
+/// Picks the protocol version for a connection: the newest both sides speak.
+///
+/// Returns `None` when the ranges do not overlap (or a range is empty).
+pub fn negotiate(local: (u16, u16), remote: (u16, u16)) -> Option<u16> {
+    let low = local.0.max(remote.0);
+    let high = local.1.min(remote.1);
+    (low <= high).then_some(high)
+}
+
+/// A control message after the handshake.
+///
+/// On the wire each variant has a fixed one-byte type (see [`crate::codec`]); a receiver skips
+/// types it does not know, so new variants can be added without breaking older peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Topology records, incremental or the sender's whole view.
+    Gossip(Gossip),
+    /// Liveness probe; the receiver answers with [`Message::HeartbeatAck`] carrying the same seq.
+    Heartbeat(Heartbeat),
+    /// Answer to a heartbeat, for round-trip time.
+    HeartbeatAck(Heartbeat),
+    /// The sender is shutting down on purpose and will close the connection.
+    Leave,
+}
+
+/// Topology records carried by gossip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gossip {
+    /// True when `records` is the sender's whole topology (periodic full exchange).
+    pub full: bool,
+    /// The records; the receiver merges each.
+    pub records: Vec<PeerRecord>,
+}
+
+/// Heartbeat payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Sequence number chosen by the heartbeat's sender.
+    pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_picks_the_newest_common_version() {
+        assert_eq!(negotiate((1, 3), (2, 5)), Some(3));
+        assert_eq!(negotiate((1, 1), (1, 1)), Some(1));
+        assert_eq!(negotiate((1, 2), (3, 4)), None);
+        assert_eq!(negotiate((3, 4), (1, 2)), None);
+        assert_eq!(negotiate((2, 1), (1, 2)), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! The gossiped topology: one versioned [`PeerRecord`] per peer, merged by a join.
+//!
+//! Merge keeps, for each peer name, the greatest record in a total order (version first, then
+//! instance, then the rest of the record as a tie-break). Taking the maximum of a total order is
+//! commutative, associative and idempotent, so every agent that has seen the same set of records
+//! holds the same topology, whatever the order or repetition in which gossip delivered them.
+
+use crate::peer::PeerName;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// Most connections one record may list; a record listing more is rejected.
+pub const MAX_CONNECTIONS_PER_RECORD: usize = 8192;
+/// Most records a topology holds; records for new peers beyond this are dropped.
+pub const MAX_PEERS: usize = 10_000;
+
+/// A peer's own description of itself, as gossiped.
+///
+/// Only the peer named by `name` creates new versions of its record; everyone else stores and
+/// forwards it. Field order matters: the derived `Ord` is the merge order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// Whose record this is.
+    pub name: PeerName,
+    /// Increased by the owner on every change; the newer record wins.
+    pub version: u64,
+    /// The owner's per-start instance id.
+    pub instance: u64,
+    /// Underlay address other peers dial (TCP) and send data to (UDP).
+    pub advertise: SocketAddr,
+    /// The block of the cluster range the owner uses for its pods, if it has claimed one.
+    pub claim: Option<Claim>,
+    /// Peers the owner has an established control connection with, sorted, without repeats.
+    pub connections: Vec<PeerName>,
+    /// The owner shut down on purpose (it may come back with a new instance).
+    pub left: bool,
+}
+
+/// A claim on one block of the cluster range.
+///
+/// Two records claiming the same block are settled by [`crate::ipam::claim_beats`]: the higher
+/// epoch wins, and between equal epochs the smaller peer name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Claim {
+    /// The claimed block (`subnet_prefix` long, inside the cluster range).
+    pub block: Ipv4Net,
+    /// Raised when a block of a peer gone for good is taken over.
+    pub epoch: u32,
+}
+
+/// Why a received record is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// record of {0} lists too many connections
+    #[error("record of {0} lists {1} connections, more than the limit")]
+    TooManyConnections(PeerName, usize),
+    /// record's connection list is not sorted and unique
+    #[error("record of {0} has an unsorted or repeated connection list")]
+    UnsortedConnections(PeerName),
+    /// record claims a block that is not a block of the cluster range
+    #[error("record of {0} claims {1}, which is not a /{2} block of {3}")]
+    BadClaim(PeerName, Ipv4Net, u8, Ipv4Net),
+}
+
+impl PeerRecord {
+    /// Checks the record against the limits and the cluster's range and block size.
+    pub fn validate(&self, cluster: Ipv4Net, subnet_prefix: u8) -> Result<(), RecordError> {
+        if self.connections.len() > MAX_CONNECTIONS_PER_RECORD {
+            return Err(RecordError::TooManyConnections(
+                self.name.clone(),
+                self.connections.len(),
+            ));
+        }
+        if !self.connections.windows(2).all(|w| w[0] < w[1]) {
+            return Err(RecordError::UnsortedConnections(self.name.clone()));
+        }
+        if let Some(claim) = self.claim {
+            let b = claim.block;
+            if b.prefix_len() != subnet_prefix || b.trunc() != b || !cluster.contains(&b) {
+                return Err(RecordError::BadClaim(
+                    self.name.clone(),
+                    b,
+                    subnet_prefix,
+                    cluster,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// True if this record lists an established connection to `peer`.
+    pub fn is_connected_to(&self, peer: &PeerName) -> bool {
+        self.connections.binary_search(peer).is_ok()
+    }
+}
+
+/// The set of records an agent knows, one per peer name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    records: BTreeMap<PeerName, PeerRecord>,
+}
+
+impl Topology {
+    /// An empty topology.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Merges one record: keeps it if it is greater than the one held for the same name.
+    ///
+    /// Returns true if the topology changed. A record for a new name is dropped when the
+    /// topology already holds [`MAX_PEERS`] records.
+    pub fn merge(&mut self, record: PeerRecord) -> bool {
+        let full = self.records.len() >= MAX_PEERS;
+        match self.records.get_mut(&record.name) {
+            Some(held) if *held >= record => false,
+            Some(held) => {
+                *held = record;
+                true
+            }
+            None if full => false,
+            None => {
+                self.records.insert(record.name.clone(), record);
+                true
+            }
+        }
+    }
+
+    /// Merges every record of `other` into `self`.
+    pub fn merge_topology(&mut self, other: &Topology) -> bool {
+        let mut changed = false;
+        for r in other.records.values() {
+            changed |= self.merge(r.clone());
+        }
+        changed
+    }
+
+    /// The record held for `name`.
+    pub fn get(&self, name: &PeerName) -> Option<&PeerRecord> {
+        self.records.get(name)
+    }
+
+    /// All records, ordered by name.
+    pub fn iter(&self) -> impl Iterator<Item = &PeerRecord> {
+        self.records.values()
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// True if both `a` and `b` list a connection to each other (an edge routes may use).
+    pub fn is_bidirectional(&self, a: &PeerName, b: &PeerName) -> bool {
+        match (self.records.get(a), self.records.get(b)) {
+            (Some(ra), Some(rb)) => ra.is_connected_to(b) && rb.is_connected_to(a),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(i: u8) -> PeerName {
+        PeerName::new(format!("n{i}")).expect("valid name")
+    }
+
+    fn record(n: u8, version: u64, instance: u64, conns: &[u8]) -> PeerRecord {
+        let mut connections: Vec<PeerName> = conns.iter().map(|&c| name(c)).collect();
+        connections.sort();
+        connections.dedup();
+        PeerRecord {
+            name: name(n),
+            version,
+            instance,
+            advertise: SocketAddr::from(([10, 0, 0, n], 6783)),
+            claim: None,
+            connections,
+            left: false,
+        }
+    }
+
+    #[test]
+    fn newer_version_wins_and_older_is_ignored() {
+        let mut t = Topology::new();
+        assert!(t.merge(record(1, 2, 7, &[2])));
+        assert!(!t.merge(record(1, 1, 9, &[3])));
+        assert!(!t.merge(record(1, 2, 7, &[2])));
+        assert!(t.merge(record(1, 3, 7, &[])));
+        assert_eq!(t.get(&name(1)).map(|r| r.version), Some(3));
+    }
+
+    #[test]
+    fn bidirectional_edges_need_both_records() {
+        let mut t = Topology::new();
+        t.merge(record(1, 1, 1, &[2]));
+        assert!(!t.is_bidirectional(&name(1), &name(2)));
+        t.merge(record(2, 1, 1, &[1]));
+        assert!(t.is_bidirectional(&name(1), &name(2)));
+        assert!(t.is_bidirectional(&name(2), &name(1)));
+    }
+
+    #[test]
+    fn validation_rejects_bad_records() {
+        let cluster: Ipv4Net = "10.32.0.0/12".parse().expect("cidr");
+        let mut r = record(1, 1, 1, &[2, 3]);
+        assert_eq!(r.validate(cluster, 24), Ok(()));
+        r.connections.reverse();
+        assert!(matches!(
+            r.validate(cluster, 24),
+            Err(RecordError::UnsortedConnections(_))
+        ));
+        r.connections.reverse();
+        for bad in ["10.48.0.0/24", "10.32.1.0/25", "10.32.1.5/24"] {
+            r.claim = Some(Claim {
+                block: bad.parse().expect("cidr"),
+                epoch: 0,
+            });
+            assert!(matches!(
+                r.validate(cluster, 24),
+                Err(RecordError::BadClaim(..))
+            ));
+        }
+    }
+
+    fn arb_record() -> impl Strategy<Value = PeerRecord> {
+        (
+            0u8..4,
+            0u64..4,
+            0u64..3,
+            proptest::collection::vec(0u8..6, 0..4),
+        )
+            .prop_map(|(n, v, i, c)| record(n, v, i, &c))
+    }
+
+    fn topo(records: &[PeerRecord]) -> Topology {
+        let mut t = Topology::new();
+        for r in records {
+            t.merge(r.clone());
+        }
+        t
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(a in proptest::collection::vec(arb_record(), 0..8),
+                                b in proptest::collection::vec(arb_record(), 0..8)) {
+            let (ta, tb) = (topo(&a), topo(&b));
+            let mut ab = ta.clone();
+            ab.merge_topology(&tb);
+            let mut ba = tb.clone();
+            ba.merge_topology(&ta);
+            prop_assert_eq!(ab, ba);
+        }
+
+        #[test]
+        fn merge_is_associative(a in proptest::collection::vec(arb_record(), 0..6),
+                                b in proptest::collection::vec(arb_record(), 0..6),
+                                c in proptest::collection::vec(arb_record(), 0..6)) {
+            let (ta, tb, tc) = (topo(&a), topo(&b), topo(&c));
+            let mut left = ta.clone();
+            left.merge_topology(&tb);
+            left.merge_topology(&tc);
+            let mut bc = tb.clone();
+            bc.merge_topology(&tc);
+            let mut right = ta.clone();
+            right.merge_topology(&bc);
+            prop_assert_eq!(left, right);
+        }
+
+        #[test]
+        fn merge_is_idempotent(a in proptest::collection::vec(arb_record(), 0..8)) {
+            let ta = topo(&a);
+            let mut twice = ta.clone();
+            prop_assert!(!twice.merge_topology(&ta));
+            prop_assert_eq!(twice, ta);
+        }
+
+        #[test]
+        fn delivery_order_does_not_matter(mut a in proptest::collection::vec(arb_record(), 0..12)) {
+            let forward = topo(&a);
+            a.reverse();
+            prop_assert_eq!(forward, topo(&a));
+        }
+    }
+}
