@@ -1,0 +1,24 @@
+//! The overlay agent: control plane (tokio), data path (dedicated threads), local API, CLI.
+//!
+//! # Layout
+//! - [`cli`]: command-line entry (`run`, `status`).
+//! - [`config`]: flags > env > TOML file, validated.
+//! - [`run`]: wires the pieces together and shuts them down.
+//! - [`control`]: TCP connections and the [`overlay_proto::node::Node`] driver.
+//! - [`api`]: the local HTTP API (health, status, IPAM for the CNI plugin).
+//! - [`status`]: status JSON and its text view.
+//! - [`ipam_store`]: pod address allocations, persisted.
+//! - [`state`]: the state directory.
+//! - [`datapath`]: TUN and UDP threads moving packets.
+//! - [`netlink`]: device, address and route setup.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod datapath;
+pub mod ipam_store;
+pub mod netlink;
+pub mod run;
+pub mod state;
+pub mod status;
