@@ -1,1 +1,69 @@
-//! being written
+//! Network-namespace test beds for tests, the demo and benchmarks.
+//!
+//! Everything here runs as root and creates its own namespaces, veths and bridges, with a
+//! unique name prefix per use, and removes them when dropped. Nothing touches the root
+//! namespace's addresses, routes, sysctls or firewall: veth pairs are created directly inside
+//! the namespaces they join.
+//!
+//! # Layout
+//! - [`netns`]: one network namespace: commands in it, closures on a thread inside it.
+//! - [`underlay`]: several node namespaces on one bridge (in a "switch" namespace).
+//! - [`process`]: child processes killed on drop, with their output in a log file.
+//! - [`wait`]: bounded waiting with a message that says what was awaited.
+
+pub mod netns;
+pub mod process;
+pub mod underlay;
+pub mod wait;
+
+pub use netns::Netns;
+pub use process::Process;
+pub use underlay::Underlay;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// True when running as root. Tests that need root call [`require_root`] instead.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns false (and says so on stderr) when a root-only test must be skipped.
+///
+/// Tests needing root start with `if !overlay_testbed::require_root("name") { return; }`.
+/// With `OVERLAY_REQUIRE_ROOT=1` (set by the project's test command) a missing root
+/// privilege is a failure instead of a skip.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        ensure_tun_device();
+        return true;
+    }
+    if std::env::var("OVERLAY_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test} needs root (OVERLAY_REQUIRE_ROOT=1)");
+    }
+    eprintln!("skipped {test}: needs root");
+    false
+}
+
+/// Creates `/dev/net/tun` (char 10:200) if it is missing.
+pub fn ensure_tun_device() {
+    let path = std::path::Path::new("/dev/net/tun");
+    if path.exists() {
+        return;
+    }
+    let _ = std::fs::create_dir_all("/dev/net");
+    let _ = std::process::Command::new("mknod")
+        .args(["/dev/net/tun", "c", "10", "200"])
+        .status();
+}
+
+/// A short prefix unique to this process and call, for namespace and interface names.
+///
+/// `tag` should be at most 4 characters; the result is `tag` plus 5 hex digits, short enough
+/// to build interface names (15 characters at most) from.
+pub fn unique_prefix(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mixed = (std::process::id().wrapping_mul(2_654_435_761) ^ n.wrapping_mul(40_503)) & 0xfffff;
+    format!("{tag}{mixed:05x}")
+}
