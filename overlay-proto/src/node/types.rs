@@ -1,10 +1,8 @@
-//! The control-plane state machine of one agent (being written; the API is fixed).
+//! Configuration, inputs and outputs of the [`Node`](super::Node) state machine.
 
-use crate::forwarding::ForwardingTable;
-use crate::message::{Hello, Message};
+use crate::message::Message;
 use crate::peer::PeerName;
-use crate::routing::Routes;
-use crate::topology::{Claim, Topology};
+use crate::topology::Claim;
 use ipnet::Ipv4Net;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,6 +19,9 @@ pub struct Timing {
     pub dead_after: Duration,
     /// How often the whole topology is sent to every neighbour.
     pub full_gossip_interval: Duration,
+    /// Changed records are batched for this long before they are sent, so a burst of
+    /// changes costs one message per neighbour.
+    pub gossip_delay: Duration,
     /// First delay before redialing a target that failed.
     pub dial_backoff_initial: Duration,
     /// Longest delay between dials of a target.
@@ -37,6 +38,7 @@ impl Default for Timing {
             heartbeat_interval: Duration::from_secs(1),
             dead_after: Duration::from_secs(5),
             full_gossip_interval: Duration::from_secs(30),
+            gossip_delay: Duration::from_millis(50),
             dial_backoff_initial: Duration::from_secs(1),
             dial_backoff_max: Duration::from_secs(30),
             claim_wait: Duration::from_secs(3),
@@ -175,114 +177,4 @@ pub struct TargetInfo {
     pub failures: u32,
     /// The last failure.
     pub last_error: Option<String>,
-}
-
-/// The control-plane state machine of one agent.
-#[derive(Debug)]
-pub struct Node {
-    _config: NodeConfig,
-}
-
-#[allow(unused_variables)]
-impl Node {
-    /// A node that has just started.
-    pub fn new(config: NodeConfig, now: Instant) -> Node {
-        unimplemented!("being written")
-    }
-
-    /// The hello this node sends first on every connection.
-    pub fn hello(&self) -> Hello {
-        unimplemented!("being written")
-    }
-
-    /// This node's name.
-    pub fn name(&self) -> &PeerName {
-        &self._config.name
-    }
-
-    /// A handshake completed: `hello` is the remote's, the version was negotiated already.
-    ///
-    /// `dialed` is the target address when this node dialed. On `Err` the shell closes the
-    /// connection without reporting it closed.
-    pub fn handle_connection_up(
-        &mut self,
-        conn: ConnId,
-        direction: Direction,
-        dialed: Option<SocketAddr>,
-        remote: SocketAddr,
-        hello: &Hello,
-        now: Instant,
-    ) -> Result<(), Refusal> {
-        unimplemented!("being written")
-    }
-
-    /// A dial (or its handshake) failed.
-    pub fn handle_dial_failed(&mut self, addr: SocketAddr, error: String, now: Instant) {
-        unimplemented!("being written")
-    }
-
-    /// An accepted connection closed (error or EOF).
-    pub fn handle_connection_closed(&mut self, conn: ConnId, now: Instant) {
-        unimplemented!("being written")
-    }
-
-    /// A message arrived on an accepted connection.
-    pub fn handle_message(&mut self, conn: ConnId, msg: Message, now: Instant) {
-        unimplemented!("being written")
-    }
-
-    /// Time passed; call at [`Node::poll_timeout`] (calling earlier is harmless).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        unimplemented!("being written")
-    }
-
-    /// When [`Node::handle_timeout`] must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        unimplemented!("being written")
-    }
-
-    /// The next thing to do; call until `None` after every `handle_*`.
-    pub fn poll_output(&mut self) -> Option<Output> {
-        unimplemented!("being written")
-    }
-
-    /// Adds an address to dial (e.g. from the control API).
-    pub fn add_target(&mut self, addr: SocketAddr, now: Instant) {
-        unimplemented!("being written")
-    }
-
-    /// Shut down on purpose: tell every neighbour, then close every connection.
-    pub fn leave(&mut self, now: Instant) {
-        unimplemented!("being written")
-    }
-
-    /// The merged topology (this node's own record included).
-    pub fn topology(&self) -> &Topology {
-        unimplemented!("being written")
-    }
-
-    /// Current routes.
-    pub fn routes(&self) -> &Routes {
-        unimplemented!("being written")
-    }
-
-    /// The block this node owns now (its claim, when it wins).
-    pub fn claim(&self) -> Option<Claim> {
-        unimplemented!("being written")
-    }
-
-    /// The forwarding table for the data path.
-    pub fn forwarding_table(&self) -> ForwardingTable {
-        unimplemented!("being written")
-    }
-
-    /// Established connections.
-    pub fn connections(&self) -> Vec<ConnectionInfo> {
-        unimplemented!("being written")
-    }
-
-    /// Dial targets.
-    pub fn targets(&self) -> Vec<TargetInfo> {
-        unimplemented!("being written")
-    }
 }

@@ -1,0 +1,202 @@
+//! Dial targets: the seeds plus the advertised address of every known peer.
+//!
+//! A target is dialed when it is due; a failed dial is retried after an exponential backoff
+//! (from [`Timing::dial_backoff_initial`](super::Timing) doubling up to `dial_backoff_max`,
+//! each delay scaled by a random factor in ±25%). A target is satisfied while a connection to
+//! the peer at that address is established, whoever dialed it. When a peer shows up with a
+//! new instance (it restarted), its target is retried at once.
+
+use super::connections::Conn;
+use super::{Node, Output, Refusal, TargetInfo, TargetState};
+use crate::peer::PeerName;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    seed: bool,
+    state: TargetState,
+    failures: u32,
+    last_error: Option<String>,
+    /// Instance of the peer last seen at this address, to notice restarts.
+    instance: Option<u64>,
+}
+
+impl Target {
+    pub(super) fn retry_at(&self) -> Option<Instant> {
+        match self.state {
+            TargetState::Waiting { retry_at } => Some(retry_at),
+            _ => None,
+        }
+    }
+
+    pub(super) fn info(&self, addr: SocketAddr) -> TargetInfo {
+        TargetInfo {
+            addr,
+            seed: self.seed,
+            state: self.state.clone(),
+            failures: self.failures,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+impl Node {
+    pub(super) fn add_target_inner(&mut self, addr: SocketAddr, seed: bool, now: Instant) {
+        let is_self = addr == self.config.advertise;
+        let target = self.targets.entry(addr).or_insert(Target {
+            seed,
+            state: TargetState::Waiting { retry_at: now },
+            failures: 0,
+            last_error: None,
+            instance: None,
+        });
+        target.seed |= seed;
+        if is_self {
+            target.state = TargetState::IsSelf;
+        }
+    }
+
+    fn backoff(&mut self, failures: u32) -> Duration {
+        let t = &self.config.timing;
+        let exp = failures.saturating_sub(1).min(20);
+        let base = t
+            .dial_backoff_initial
+            .saturating_mul(1u32 << exp)
+            .min(t.dial_backoff_max);
+        self.rng.jitter(base, 0.25)
+    }
+
+    /// Adds targets for newly learnt peers, drops targets nobody wants, notices restarts and
+    /// connections that satisfy a waiting target.
+    pub(super) fn refresh_targets(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let mut wanted: BTreeSet<SocketAddr> = BTreeSet::new();
+        let peers: Vec<(SocketAddr, u64)> = self
+            .topology
+            .iter()
+            .filter(|r| r.name != self.config.name && !r.left)
+            .map(|r| (r.advertise, r.instance))
+            .collect();
+        for (addr, instance) in peers {
+            wanted.insert(addr);
+            self.add_target_inner(addr, false, now);
+            if let Some(t) = self.targets.get_mut(&addr) {
+                if t.instance != Some(instance) {
+                    let restarted = t.instance.is_some();
+                    t.instance = Some(instance);
+                    if restarted {
+                        if let TargetState::Waiting { .. } = t.state {
+                            t.state = TargetState::Waiting { retry_at: now };
+                            t.failures = 0;
+                        }
+                    }
+                }
+            }
+        }
+        let connected: Vec<(SocketAddr, PeerName)> = self
+            .conns
+            .values()
+            .flat_map(|c| {
+                let mut v = vec![(c.advertise, c.peer.clone())];
+                if let Some(d) = c.dialed {
+                    v.push((d, c.peer.clone()));
+                }
+                v
+            })
+            .collect();
+        for (addr, peer) in connected {
+            if let Some(t) = self.targets.get_mut(&addr) {
+                if matches!(t.state, TargetState::Waiting { .. }) {
+                    t.state = TargetState::Connected(peer);
+                }
+            }
+        }
+        self.targets.retain(|addr, t| {
+            t.seed || wanted.contains(addr) || matches!(t.state, TargetState::Dialing)
+        });
+    }
+
+    /// Emits a dial for every target that is due.
+    pub(super) fn dial_due(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        for (addr, t) in self.targets.iter_mut() {
+            if let TargetState::Waiting { retry_at } = t.state {
+                if retry_at <= now {
+                    t.state = TargetState::Dialing;
+                    due.push(*addr);
+                }
+            }
+        }
+        for addr in due {
+            self.outputs.push_back(Output::Dial(addr));
+        }
+    }
+
+    pub(super) fn dial_failed(&mut self, addr: SocketAddr, error: String, now: Instant) {
+        let Some(failures) = self.targets.get(&addr).map(|t| t.failures + 1) else {
+            return;
+        };
+        let delay = self.backoff(failures);
+        if let Some(t) = self.targets.get_mut(&addr) {
+            if t.state == TargetState::IsSelf {
+                return;
+            }
+            t.failures = failures;
+            t.last_error = Some(error);
+            t.state = TargetState::Waiting {
+                retry_at: now + delay,
+            };
+        }
+    }
+
+    pub(super) fn dial_refused(&mut self, addr: SocketAddr, refusal: &Refusal, now: Instant) {
+        match refusal {
+            Refusal::SelfConnection => {
+                if let Some(t) = self.targets.get_mut(&addr) {
+                    t.state = TargetState::IsSelf;
+                }
+            }
+            Refusal::Duplicate(peer) if self.conns.values().any(|c| c.peer == *peer) => {
+                if let Some(t) = self.targets.get_mut(&addr) {
+                    t.state = TargetState::Connected(peer.clone());
+                    t.failures = 0;
+                }
+            }
+            other => self.dial_failed(addr, other.to_string(), now),
+        }
+    }
+
+    /// Marks the dialed address and the peer's advertised address as connected.
+    pub(super) fn connected_target(
+        &mut self,
+        dialed: Option<SocketAddr>,
+        advertise: SocketAddr,
+        peer: &PeerName,
+    ) {
+        for addr in dialed.into_iter().chain(std::iter::once(advertise)) {
+            if let Some(t) = self.targets.get_mut(&addr) {
+                if t.state != TargetState::IsSelf {
+                    t.state = TargetState::Connected(peer.clone());
+                    t.failures = 0;
+                    t.last_error = None;
+                }
+            }
+        }
+    }
+
+    /// Schedules redialing the targets that a closed connection satisfied.
+    pub(super) fn disconnected_target(&mut self, conn: &Conn, now: Instant) {
+        let delay = self.backoff(1);
+        for t in self.targets.values_mut() {
+            if t.state == TargetState::Connected(conn.peer.clone()) {
+                t.state = TargetState::Waiting {
+                    retry_at: now + delay,
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! A deterministic in-process network of [`Node`]s: no sockets, simulated time, seeded loss.
+//!
+//! Connections are simulated as ordered, lossy message pipes with random latency; dials
+//! succeed or fail at random; every message passes through the real codec (encoded to bytes
+//! and decoded again) so the simulation also exercises the wire format.
+
+#![allow(dead_code)]
+
+use overlay_proto::codec;
+use overlay_proto::message::Message;
+use overlay_proto::node::{ConnId, Direction, Node, NodeConfig, Output, Timing};
+use overlay_proto::topology::Claim;
+use overlay_proto::PeerName;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// SplitMix64, for the simulation's own randomness.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Network conditions.
+#[derive(Debug, Clone)]
+pub struct Conditions {
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// Probability that a dial fails.
+    pub dial_failure: f64,
+    /// Latency range (uniform) in microseconds.
+    pub latency_us: (u64, u64),
+}
+
+impl Default for Conditions {
+    fn default() -> Self {
+        Conditions {
+            loss: 0.01,
+            dial_failure: 0.05,
+            latency_us: (200, 20_000),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Timer {
+        node: usize,
+    },
+    ConnUp {
+        node: usize,
+        conn: ConnId,
+        direction: Direction,
+        dialed: Option<SocketAddr>,
+        remote: usize,
+    },
+    DialFailed {
+        node: usize,
+        addr: SocketAddr,
+    },
+    Deliver {
+        node: usize,
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        node: usize,
+        conn: ConnId,
+    },
+}
+
+pub struct SimNode {
+    pub node: Option<Node>,
+    pub addr: SocketAddr,
+    pub name: PeerName,
+    /// Last claim the node reported (what the agent would persist).
+    pub persisted: Option<Claim>,
+    pub seeds: Vec<SocketAddr>,
+    timer_at: Option<Instant>,
+}
+
+/// The simulated network.
+pub struct Sim {
+    pub t0: Instant,
+    pub now: Instant,
+    pub nodes: Vec<SimNode>,
+    pub conditions: Conditions,
+    pub timing: Timing,
+    rng: Rng,
+    seq: u64,
+    events: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    payloads: BTreeMap<u64, Event>,
+    /// (node, conn) → (peer node, peer conn); present while both ends may talk.
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    /// Last delivery time per directed link, to keep each connection's messages in order.
+    last_delivery: BTreeMap<(usize, ConnId), Instant>,
+    /// Pairs of nodes that cannot reach each other.
+    pub cut: BTreeSet<(usize, usize)>,
+    next_conn: ConnId,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+pub fn name(i: usize) -> PeerName {
+    PeerName::new(format!("node-{i:03}")).expect("valid name")
+}
+
+pub fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 99, (i / 250) as u8, (i % 250 + 1) as u8], 6783))
+}
+
+impl Sim {
+    pub fn new(seed: u64, conditions: Conditions) -> Sim {
+        let t0 = Instant::now();
+        Sim {
+            t0,
+            now: t0,
+            nodes: Vec::new(),
+            conditions,
+            timing: Timing::default(),
+            rng: Rng::new(seed),
+            seq: 0,
+            events: BinaryHeap::new(),
+            payloads: BTreeMap::new(),
+            links: BTreeMap::new(),
+            last_delivery: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            next_conn: 1,
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Simulated time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    /// Adds node `i` (not started) with the given seed nodes.
+    pub fn add_node(&mut self, seeds: &[usize]) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(SimNode {
+            node: None,
+            addr: addr(i),
+            name: name(i),
+            persisted: None,
+            seeds: seeds.iter().map(|&s| addr(s)).collect(),
+            timer_at: None,
+        });
+        i
+    }
+
+    /// Starts (or restarts) node `i` with a fresh instance and its persisted claim.
+    pub fn start(&mut self, i: usize) {
+        let cfg = NodeConfig {
+            name: self.nodes[i].name.clone(),
+            instance: self.rng.next_u64(),
+            advertise: self.nodes[i].addr,
+            cluster: "10.32.0.0/12".parse().expect("cidr"),
+            subnet_prefix: 24,
+            seeds: self.nodes[i].seeds.clone(),
+            claim: self.nodes[i].persisted,
+            initial_version: (self.now - self.t0).as_millis() as u64 + 1,
+            timing: self.timing.clone(),
+            rng_seed: self.rng.next_u64(),
+        };
+        self.nodes[i].node = Some(Node::new(cfg, self.now));
+        self.after(i);
+    }
+
+    /// Kills node `i`: its connections close at the peers (as when a process dies).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].node = None;
+        self.nodes[i].timer_at = None;
+        let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
+            .links
+            .iter()
+            .filter(|((n, _), _)| *n == i)
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        for (mine, theirs) in ends {
+            self.links.remove(&mine);
+            if self.links.remove(&theirs).is_some() {
+                let at = self.now + self.latency();
+                self.schedule(
+                    at,
+                    Event::Closed {
+                        node: theirs.0,
+                        conn: theirs.1,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Makes nodes `a` and `b` unable to reach each other; open connections go silent.
+    pub fn cut_link(&mut self, a: usize, b: usize) {
+        self.cut.insert((a.min(b), a.max(b)));
+    }
+
+    pub fn heal_link(&mut self, a: usize, b: usize) {
+        self.cut.remove(&(a.min(b), a.max(b)));
+    }
+
+    fn is_cut(&self, a: usize, b: usize) -> bool {
+        self.cut.contains(&(a.min(b), a.max(b)))
+    }
+
+    fn latency(&mut self) -> Duration {
+        let (lo, hi) = self.conditions.latency_us;
+        Duration::from_micros(lo + self.rng.below(hi - lo + 1))
+    }
+
+    fn schedule(&mut self, at: Instant, event: Event) {
+        self.seq += 1;
+        let node = match &event {
+            Event::Timer { node }
+            | Event::ConnUp { node, .. }
+            | Event::DialFailed { node, .. }
+            | Event::Deliver { node, .. }
+            | Event::Closed { node, .. } => *node,
+        };
+        self.payloads.insert(self.seq, event);
+        self.events.push(Reverse((at, self.seq, node)));
+    }
+
+    /// Drains node `i`'s outputs and schedules its next timer.
+    fn after(&mut self, i: usize) {
+        while let Some(out) = self.nodes[i].node.as_mut().and_then(|n| n.poll_output()) {
+            self.apply(i, out);
+        }
+        let next = self.nodes[i].node.as_ref().and_then(|n| n.poll_timeout());
+        if let Some(at) = next {
+            let at = at.max(self.now);
+            if self.nodes[i]
+                .timer_at
+                .is_none_or(|t| at < t || t < self.now)
+            {
+                self.nodes[i].timer_at = Some(at);
+                self.schedule(at, Event::Timer { node: i });
+            }
+        }
+    }
+
+    fn apply(&mut self, i: usize, out: Output) {
+        match out {
+            Output::Dial(target) => {
+                let peer = self.nodes.iter().position(|n| n.addr == target);
+                let lat = self.latency();
+                let ok = peer.is_some_and(|j| self.nodes[j].node.is_some() && !self.is_cut(i, j))
+                    && !self.rng.chance(self.conditions.dial_failure);
+                match (ok, peer) {
+                    (true, Some(j)) => {
+                        let (ci, cj) = (self.next_conn, self.next_conn + 1);
+                        self.next_conn += 2;
+                        self.links.insert((i, ci), (j, cj));
+                        self.links.insert((j, cj), (i, ci));
+                        let at = self.now + lat;
+                        self.schedule(
+                            at,
+                            Event::ConnUp {
+                                node: j,
+                                conn: cj,
+                                direction: Direction::Inbound,
+                                dialed: None,
+                                remote: i,
+                            },
+                        );
+                        let at2 = at + self.latency();
+                        self.schedule(
+                            at2,
+                            Event::ConnUp {
+                                node: i,
+                                conn: ci,
+                                direction: Direction::Outbound,
+                                dialed: Some(target),
+                                remote: j,
+                            },
+                        );
+                    }
+                    _ => {
+                        let at = self.now + lat * 3;
+                        self.schedule(
+                            at,
+                            Event::DialFailed {
+                                node: i,
+                                addr: target,
+                            },
+                        );
+                    }
+                }
+            }
+            Output::Send(conn, msg) => {
+                let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
+                    return;
+                };
+                if self.is_cut(i, j) || self.rng.chance(self.conditions.loss) {
+                    return;
+                }
+                let mut bytes = Vec::new();
+                codec::encode_message(&msg, &mut bytes).expect("message fits in a frame");
+                self.messages += 1;
+                self.bytes += bytes.len() as u64;
+                let lat = self.latency();
+                let last = self
+                    .last_delivery
+                    .get(&(j, cj))
+                    .copied()
+                    .unwrap_or(self.now);
+                let at = (self.now + lat).max(last);
+                self.last_delivery.insert((j, cj), at);
+                self.schedule(
+                    at,
+                    Event::Deliver {
+                        node: j,
+                        conn: cj,
+                        bytes,
+                    },
+                );
+            }
+            Output::Close(conn, _) => {
+                if let Some((j, cj)) = self.links.remove(&(i, conn)) {
+                    if self.links.remove(&(j, cj)).is_some() {
+                        let at = self.now + self.latency();
+                        self.schedule(at, Event::Closed { node: j, conn: cj });
+                    }
+                }
+            }
+            Output::ClaimChanged(claim) => {
+                if claim.is_some() {
+                    self.nodes[i].persisted = claim;
+                }
+            }
+            Output::RoutesChanged => {}
+        }
+    }
+
+    /// Runs events until simulated time `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(Reverse((at, seq, _))) = self.events.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.events.pop();
+            self.now = self.now.max(at);
+            let Some(event) = self.payloads.remove(&seq) else {
+                continue;
+            };
+            self.handle(event);
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `d` of simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Runs until `done` holds (checked every 100 ms) or `limit` passes; returns the time
+    /// since the call when it first held.
+    pub fn run_until_true(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        while self.now - start < limit {
+            if done(self) {
+                return Some(self.now - start);
+            }
+            self.run_for(Duration::from_millis(100));
+        }
+        done(self).then(|| self.now - start)
+    }
+
+    fn handle(&mut self, event: Event) {
+        let now = self.now;
+        let i = match event {
+            Event::Timer { node } => {
+                self.nodes[node].timer_at = None;
+                let Some(n) = self.nodes[node].node.as_mut() else {
+                    return;
+                };
+                n.handle_timeout(now);
+                node
+            }
+            Event::ConnUp {
+                node,
+                conn,
+                direction,
+                dialed,
+                remote,
+            } => {
+                if !self.links.contains_key(&(node, conn)) {
+                    // The other side refused or closed before this side finished.
+                    if let (Some(addr), Some(n)) = (dialed, self.nodes[node].node.as_mut()) {
+                        n.handle_dial_failed(addr, "closed during handshake".into(), now);
+                    }
+                    self.after(node);
+                    return;
+                }
+                let Some(hello) = self.nodes[remote].node.as_ref().map(|n| n.hello()) else {
+                    return;
+                };
+                let remote_addr = self.nodes[remote].addr;
+                let Some(n) = self.nodes[node].node.as_mut() else {
+                    return;
+                };
+                if n.handle_connection_up(conn, direction, dialed, remote_addr, &hello, now)
+                    .is_err()
+                {
+                    if let Some((j, cj)) = self.links.remove(&(node, conn)) {
+                        if self.links.remove(&(j, cj)).is_some() {
+                            let at = now + self.latency();
+                            self.schedule(at, Event::Closed { node: j, conn: cj });
+                        }
+                    }
+                }
+                node
+            }
+            Event::DialFailed { node, addr } => {
+                let Some(n) = self.nodes[node].node.as_mut() else {
+                    return;
+                };
+                n.handle_dial_failed(addr, "connection refused".into(), now);
+                node
+            }
+            Event::Deliver { node, conn, bytes } => {
+                if !self.links.contains_key(&(node, conn)) {
+                    return;
+                }
+                let Some(n) = self.nodes[node].node.as_mut() else {
+                    return;
+                };
+                let body = &bytes[codec::LEN_PREFIX..];
+                let msg: Message = codec::decode_message(body)
+                    .expect("own encoding decodes")
+                    .expect("known message type");
+                n.handle_message(conn, msg, now);
+                node
+            }
+            Event::Closed { node, conn } => {
+                let Some(n) = self.nodes[node].node.as_mut() else {
+                    return;
+                };
+                n.handle_connection_closed(conn, now);
+                node
+            }
+        };
+        self.after(i);
+    }
+
+    /// Indices of running nodes.
+    pub fn alive(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].node.is_some())
+            .collect()
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        self.nodes[i].node.as_ref().expect("node running")
+    }
+
+    /// Every running node holds the same topology, reaches every other running node, and
+    /// owns a block no one else owns.
+    pub fn converged(&self) -> bool {
+        let alive = self.alive();
+        let Some(&first) = alive.first() else {
+            return true;
+        };
+        let topo = self.node(first).topology();
+        let mut blocks = BTreeSet::new();
+        for &i in &alive {
+            let n = self.node(i);
+            if n.topology() != topo || n.routes().len() + 1 < alive.len() {
+                return false;
+            }
+            for &j in &alive {
+                if i != j && !n.routes().is_reachable(&self.nodes[j].name) {
+                    return false;
+                }
+            }
+            match n.claim() {
+                Some(c) if blocks.insert(c.block) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
