@@ -10,12 +10,19 @@
 //! - [`underlay`]: several node namespaces on one bridge (in a "switch" namespace).
 //! - [`process`]: child processes killed on drop, with their output in a log file.
 //! - [`wait`]: bounded waiting with a message that says what was awaited.
+//! - [`cluster`]: a whole overlay cluster: agents on the nodes, pods attached by CNI.
+//! - [`http`]: requests to an agent's local API inside a namespace.
+//! - [`traffic`]: checksummed TCP transfers and UDP echoes between namespaces.
 
+pub mod cluster;
+pub mod http;
 pub mod netns;
 pub mod process;
+pub mod traffic;
 pub mod underlay;
 pub mod wait;
 
+pub use cluster::{Binaries, Cluster};
 pub use netns::Netns;
 pub use process::Process;
 pub use underlay::Underlay;
