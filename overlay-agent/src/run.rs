@@ -1,1 +1,306 @@
-//! (being written)
+//! `overlay-agent run`: starts the pieces in order, runs until SIGTERM/SIGINT, stops them.
+//!
+//! Start order: state directory (claim, allocations) → seeds resolved → advertised address →
+//! overlay MTU → data path (TUN + UDP) → TUN address and cluster route → TCP listener → API →
+//! node → control-plane driver. Any failure before the driver runs is returned as one error
+//! (and the data path, if started, is stopped). On a signal the node leaves the cluster
+//! (neighbours are told, queued frames get up to a second), the API stops and the data path
+//! shuts down; the whole stop is bounded by [`STOP_DEADLINE`].
+
+use crate::api::{self, ApiState};
+use crate::config::{self, Config, PeerAddr};
+use crate::control::{ControlHandle, Driver, DriverConfig, Readiness, SystemHost};
+use crate::datapath::{Datapath, DatapathConfig};
+use crate::ipam_store::IpamStore;
+use crate::netlink;
+use crate::state::StateDir;
+use anyhow::{anyhow, Context};
+use overlay_proto::forwarding::ForwardingTable;
+use overlay_proto::ipam::node_address;
+use overlay_proto::node::{Node, NodeConfig, Timing};
+use overlay_proto::topology::Claim;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// Longest time from the stop signal to the process exit.
+pub const STOP_DEADLINE: Duration = Duration::from_millis(4500);
+/// Underlay MTU assumed when the advertised address's interface cannot be found.
+const FALLBACK_UNDERLAY_MTU: u32 = 1500;
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let stop = async move {
+        tokio::select! {
+            _ = sigterm.recv() => info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        }
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_DEADLINE);
+            warn!("stopping took longer than {STOP_DEADLINE:?}: exiting now");
+            std::process::exit(0);
+        });
+    };
+    run_until(config, stop).await
+}
+
+/// Runs the agent until `stop` completes.
+pub async fn run_until(
+    config: Config,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    info!(name = %config.name, "starting");
+    let state = StateDir::open(&config.state_dir)?;
+    let claim = load_claim(&state, &config)?;
+    let ipam = Arc::new(IpamStore::open(&state)?);
+    let instance: u64 = rand::random();
+
+    let (seeds, unresolved) = resolve_seeds(&config.peers).await;
+    let advertise_ip = match config.advertise.ip {
+        Some(ip) => ip,
+        None => config::default_advertise_ip(seeds.first().copied()).ok_or_else(|| {
+            anyhow!("cannot find an address to advertise (no interface with an IPv4 address is up); set --advertise")
+        })?,
+    };
+    let advertise = SocketAddr::new(advertise_ip, config.advertise.port);
+    let mtu = overlay_mtu(advertise_ip).await;
+    info!(%advertise, mtu, seeds = seeds.len(), "addresses");
+    warn_if_forwarding_is_off();
+    info!(
+        "--metrics {}: the Prometheus endpoint is not served yet",
+        config.metrics
+    );
+
+    let table = ForwardingTable::empty(config.name.id(), config.cluster, config.subnet_prefix);
+    let dp_config = DatapathConfig {
+        iface: config.iface.clone(),
+        listen: config.listen,
+        mtu,
+    };
+    let datapath = tokio::task::spawn_blocking(move || Datapath::start(dp_config, table))
+        .await
+        .context("data path start panicked")?
+        .with_context(|| {
+            format!(
+                "cannot start the data path (TUN {}, UDP {})",
+                config.iface, config.listen
+            )
+        })?;
+    let host = Arc::new(SystemHost::new(
+        datapath,
+        config.iface.clone(),
+        mtu,
+        config.cluster,
+    ));
+    let result = serve(
+        &config,
+        &host,
+        Started {
+            state,
+            claim,
+            ipam,
+            instance,
+            seeds,
+            unresolved,
+            advertise,
+            mtu,
+        },
+        stop,
+    )
+    .await;
+    let stopper = host.clone();
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || stopper.shutdown()),
+    )
+    .await
+    {
+        Ok(_) => info!("data path stopped"),
+        Err(_) => warn!("the data path did not stop within 2 s"),
+    }
+    result
+}
+
+/// What the first start steps produced.
+struct Started {
+    state: StateDir,
+    claim: Option<Claim>,
+    ipam: Arc<IpamStore>,
+    instance: u64,
+    seeds: Vec<SocketAddr>,
+    unresolved: Vec<PeerAddr>,
+    advertise: SocketAddr,
+    mtu: u32,
+}
+
+/// The steps after the data path started: TUN address, listener, API, node, driver.
+async fn serve(
+    config: &Config,
+    host: &Arc<SystemHost>,
+    s: Started,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    netlink::configure_tun(
+        &config.iface,
+        s.mtu,
+        s.claim.map(|c| node_address(c.block)),
+        config.cluster,
+    )
+    .await
+    .with_context(|| format!("cannot configure the TUN device {}", config.iface))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (TCP)", config.listen))?;
+    let api_listener = TcpListener::bind(config.api)
+        .await
+        .with_context(|| format!("cannot serve the API on {}", config.api))?;
+
+    let ready = Readiness::default();
+    let (commands_tx, commands) = mpsc::channel(64);
+    let control = ControlHandle::new(commands_tx);
+    let (api_stop, api_stopped) = oneshot::channel::<()>();
+    let api_state = ApiState {
+        control: control.clone(),
+        ipam: s.ipam.clone(),
+        ready: ready.clone(),
+        cluster: config.cluster,
+        mtu: s.mtu,
+    };
+    let api_task = tokio::spawn(api::serve(api_listener, api_state, async {
+        let _ = api_stopped.await;
+    }));
+    info!(api = %config.api, "API listening");
+
+    let node = Node::new(
+        NodeConfig {
+            name: config.name.clone(),
+            instance: s.instance,
+            advertise: s.advertise,
+            cluster: config.cluster,
+            subnet_prefix: config.subnet_prefix,
+            seeds: s.seeds,
+            claim: s.claim,
+            initial_version: unix_millis(),
+            timing: Timing {
+                reclaim_after: config.reclaim_after,
+                ..Timing::default()
+            },
+            rng_seed: rand::random(),
+        },
+        Instant::now(),
+    );
+    let driver = Driver::new(DriverConfig {
+        node,
+        host: host.clone(),
+        state: s.state,
+        ipam: s.ipam,
+        ready,
+        mtu: s.mtu,
+        listener,
+        commands,
+    });
+    retry_unresolved(s.unresolved, control);
+    info!(listen = %config.listen, "control plane running");
+    let driver_result = tokio::spawn(driver.run(stop)).await;
+
+    let _ = api_stop.send(());
+    if tokio::time::timeout(Duration::from_millis(500), api_task)
+        .await
+        .is_err()
+    {
+        warn!("the API did not stop within 500 ms");
+    }
+    driver_result.map_err(|e| anyhow!("the control plane failed: {e}"))
+}
+
+/// The claim of a previous run, if it fits the configured cluster range and block size.
+fn load_claim(state: &StateDir, config: &Config) -> anyhow::Result<Option<Claim>> {
+    let Some(claim) = state.load_claim()? else {
+        return Ok(None);
+    };
+    let b = claim.block;
+    if b.prefix_len() != config.subnet_prefix || b.trunc() != b || !config.cluster.contains(&b) {
+        warn!(
+            "ignoring the persisted claim on {b}: not a /{} block of {} (was the cluster range changed?)",
+            config.subnet_prefix, config.cluster
+        );
+        return Ok(None);
+    }
+    info!(subnet = %b, "asserting the block of the previous run");
+    Ok(Some(claim))
+}
+
+/// Resolves the seeds; those that do not resolve now are returned apart.
+async fn resolve_seeds(peers: &[PeerAddr]) -> (Vec<SocketAddr>, Vec<PeerAddr>) {
+    let results = futures::future::join_all(peers.iter().map(config::resolve_peer)).await;
+    let mut seeds = Vec::new();
+    let mut unresolved = Vec::new();
+    for (peer, result) in peers.iter().zip(results) {
+        match result {
+            Ok(addr) => seeds.push(addr),
+            Err(e) => {
+                warn!("{e}; will keep trying");
+                unresolved.push(peer.clone());
+            }
+        }
+    }
+    (seeds, unresolved)
+}
+
+/// Keeps resolving seeds that did not resolve at start, and dials them once they do.
+fn retry_unresolved(mut pending: Vec<PeerAddr>, control: ControlHandle) {
+    if pending.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut delay = Duration::from_secs(2);
+        while !pending.is_empty() {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(60));
+            let mut still = Vec::new();
+            for peer in pending {
+                match config::resolve_peer(&peer).await {
+                    Ok(addr) => {
+                        info!(%peer, %addr, "seed resolved");
+                        if !control.add_target(addr).await {
+                            return;
+                        }
+                    }
+                    Err(_) => still.push(peer),
+                }
+            }
+            pending = still;
+        }
+    });
+}
+
+/// The overlay MTU from the MTU of the interface holding `ip`.
+async fn overlay_mtu(ip: IpAddr) -> u32 {
+    let underlay = match netlink::underlay_mtu(ip).await {
+        Ok(mtu) => mtu,
+        Err(e) => {
+            warn!("cannot read the MTU of the interface holding {ip} ({e}); assuming {FALLBACK_UNDERLAY_MTU}");
+            FALLBACK_UNDERLAY_MTU
+        }
+    };
+    netlink::overlay_mtu(underlay)
+}
+
+fn warn_if_forwarding_is_off() {
+    if let Ok(v) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {
+        if v.trim() == "0" {
+            warn!("net.ipv4.ip_forward is 0: pod traffic through this node needs it on (the agent does not change sysctls)");
+        }
+    }
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,1 +1,153 @@
-//! (being written)
+//! What `GET /status` answers and `overlay-agent status` prints.
+//!
+//! The JSON keeps the contract's fields (`name`, `subnet`, `address`, `peers[]` with `name`,
+//! `address`, `subnet`, `reachable`, `next_hop`, `hops`) and adds the node's connections, dial
+//! targets and data-path counters. [`text`] renders it for a person, Weave style.
+
+mod text;
+
+pub use text::render;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// The state of one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// This peer's name.
+    pub name: String,
+    /// This run's random instance id (16 hex digits).
+    pub instance: String,
+    /// True once the node has a block and the data path is up (as `/readyz`).
+    pub ready: bool,
+    /// The overlay range.
+    pub cluster: Ipv4Net,
+    /// This node's block, once claimed.
+    pub subnet: Option<Ipv4Net>,
+    /// This node's overlay address (first host of its block).
+    pub address: Option<Ipv4Addr>,
+    /// The underlay address other peers dial.
+    pub advertise: SocketAddr,
+    /// The overlay MTU.
+    pub mtu: u32,
+    /// Every other peer in the topology, by name.
+    pub peers: Vec<PeerStatus>,
+    /// Established control connections.
+    pub connections: Vec<ConnectionStatus>,
+    /// Addresses this node dials.
+    pub targets: Vec<TargetStatus>,
+    /// Accepted TCP connections closed at once because too many were still in handshake.
+    pub rejected_connections: u64,
+    /// Control-plane counters.
+    #[serde(default)]
+    pub control: ControlStats,
+    /// Data-path counters (`tx_packets`, `rx_packets`, `drops`, ...).
+    pub datapath: serde_json::Value,
+}
+
+/// Another peer as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Its name.
+    pub name: String,
+    /// Its advertised underlay address.
+    pub address: SocketAddr,
+    /// The block it owns (its winning claim).
+    pub subnet: Option<Ipv4Net>,
+    /// True if a path of established connections leads to it.
+    pub reachable: bool,
+    /// The neighbour packets to it leave through (itself when direct).
+    pub next_hop: Option<String>,
+    /// Overlay hops to it (0 when unreachable).
+    pub hops: u32,
+    /// True if this node has a control connection with it.
+    pub connected: bool,
+    /// True if it announced it left.
+    pub left: bool,
+    /// Its instance id (16 hex digits).
+    pub instance: String,
+}
+
+/// Who opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// This node dialed.
+    Outbound,
+    /// The remote dialed.
+    Inbound,
+}
+
+/// One established control connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    /// The remote peer.
+    pub peer: String,
+    /// Who dialed.
+    pub direction: Direction,
+    /// The remote TCP address.
+    pub remote: SocketAddr,
+    /// Last heartbeat round trip, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Seconds since it was established.
+    pub established_secs: u64,
+}
+
+/// What is happening with a dial target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetState {
+    /// Waiting for the next attempt.
+    Waiting,
+    /// A dial is under way.
+    Dialing,
+    /// Connected.
+    Connected,
+    /// The address is this node itself.
+    #[serde(rename = "self")]
+    IsSelf,
+}
+
+/// One address this node dials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// The address.
+    pub address: SocketAddr,
+    /// Given as a seed (rather than learnt by gossip).
+    pub seed: bool,
+    /// What is happening.
+    pub state: TargetState,
+    /// The peer there, when connected.
+    pub peer: Option<String>,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Seconds until the next attempt, when waiting.
+    pub retry_in_secs: Option<u64>,
+}
+
+/// Counters of the control plane since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStats {
+    /// Gossip messages received.
+    pub gossip_received: u64,
+    /// Gossip messages sent.
+    pub gossip_sent: u64,
+    /// Received records that changed the topology.
+    pub records_merged: u64,
+    /// Received records rejected by validation.
+    pub records_rejected: u64,
+    /// Connections closed because the peer went silent.
+    pub heartbeat_timeouts: u64,
+    /// Handshakes refused (self, duplicate, mismatched cluster).
+    pub refused: u64,
+    /// Times this node had to pick another block because its claim lost.
+    pub claim_conflicts: u64,
+}
+
+/// A 64-bit instance id as shown in status (fits JSON numbers of every parser).
+pub fn instance_hex(instance: u64) -> String {
+    format!("{instance:016x}")
+}

@@ -1,0 +1,185 @@
+//! An established control connection: a reader task, a writer task and a bounded send queue.
+//!
+//! The reader turns frames into [`Event::Message`]s (unknown message types are skipped) and
+//! reports the first error or EOF as [`Event::Closed`]. The writer sends queued frames in
+//! order. The queue is bounded in frames and bytes: when a peer does not read fast enough,
+//! the driver closes the connection instead of buffering without limit.
+
+use super::frame::read_frame;
+use overlay_proto::codec::{self, MAX_FRAME_LEN};
+use overlay_proto::message::{Hello, Message};
+use overlay_proto::node::{ConnId, Direction};
+use overlay_proto::PeerName;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Most frames queued for one connection.
+pub const QUEUE_FRAMES: usize = 256;
+/// Most bytes queued for one connection.
+pub const QUEUE_BYTES: usize = 4 * MAX_FRAME_LEN;
+/// How long a closed connection's writer may take to deliver what was queued.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What connection tasks report to the driver.
+#[derive(Debug)]
+pub enum Event {
+    /// A handshake completed.
+    Handshaked {
+        /// The connection.
+        stream: TcpStream,
+        /// Who dialed.
+        direction: Direction,
+        /// The address dialed, when outbound.
+        dialed: Option<SocketAddr>,
+        /// The remote address.
+        remote: SocketAddr,
+        /// The remote hello.
+        hello: Box<Hello>,
+    },
+    /// A dial or its handshake failed.
+    DialFailed {
+        /// The address dialed.
+        addr: SocketAddr,
+        /// Why.
+        error: String,
+    },
+    /// A message arrived.
+    Message {
+        /// On this connection.
+        conn: ConnId,
+        /// The message.
+        msg: Message,
+    },
+    /// The connection failed or the peer closed it.
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The driver's side of an established connection.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// The remote peer.
+    pub peer: PeerName,
+    /// The remote address.
+    pub remote: SocketAddr,
+    frames: mpsc::Sender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl ConnHandle {
+    /// Starts the reader and writer of `stream`.
+    pub fn spawn(
+        conn: ConnId,
+        stream: TcpStream,
+        peer: PeerName,
+        remote: SocketAddr,
+        events: mpsc::Sender<Event>,
+    ) -> ConnHandle {
+        let (read_half, write_half) = stream.into_split();
+        let (frames, rx) = mpsc::channel(QUEUE_FRAMES);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let reader = tokio::spawn(read_loop(conn, read_half, events.clone()));
+        let writer = tokio::spawn(write_loop(conn, write_half, rx, queued.clone(), events));
+        ConnHandle {
+            peer,
+            remote,
+            frames,
+            queued,
+            reader,
+            writer,
+        }
+    }
+
+    /// Queues `msg`; an error says why the connection must be closed instead.
+    pub fn send(&self, msg: &Message) -> Result<(), String> {
+        let mut frame = Vec::new();
+        codec::encode_message(msg, &mut frame).map_err(|e| format!("cannot encode: {e}"))?;
+        let len = frame.len();
+        if self.queued.load(Ordering::Relaxed) + len > QUEUE_BYTES {
+            return Err(format!("send queue over {QUEUE_BYTES} bytes"));
+        }
+        self.frames
+            .try_send(frame)
+            .map_err(|_| format!("send queue full ({QUEUE_FRAMES} frames) or writer gone"))?;
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Closes at once, dropping whatever is queued.
+    pub fn abort(self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+
+    /// Closes after the writer delivered what is queued (within [`FLUSH_TIMEOUT`]); the
+    /// returned handle ends when the writer is done.
+    pub fn close(self) -> JoinHandle<()> {
+        self.reader.abort();
+        drop(self.frames);
+        let writer = self.writer.abort_handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(FLUSH_TIMEOUT).await;
+            writer.abort();
+        });
+        self.writer
+    }
+}
+
+async fn read_loop(conn: ConnId, mut half: OwnedReadHalf, events: mpsc::Sender<Event>) {
+    let mut body = Vec::new();
+    let reason = loop {
+        match read_frame(&mut half, MAX_FRAME_LEN, &mut body).await {
+            Ok(true) => {}
+            Ok(false) => break "closed by the peer".to_owned(),
+            Err(e) => break e.to_string(),
+        }
+        match codec::decode_message(&body) {
+            Ok(Some(msg)) => {
+                if events.send(Event::Message { conn, msg }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => tracing::trace!(conn, "skipping a message of unknown type"),
+            Err(e) => break format!("protocol error: {e}"),
+        }
+    };
+    let _ = events.send(Event::Closed { conn, reason }).await;
+}
+
+async fn write_loop(
+    conn: ConnId,
+    half: OwnedWriteHalf,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut out = BufWriter::new(half);
+    while let Some(frame) = frames.recv().await {
+        let mut result = out.write_all(&frame).await;
+        queued.fetch_sub(frame.len(), Ordering::Relaxed);
+        while result.is_ok() {
+            let Ok(next) = frames.try_recv() else { break };
+            result = out.write_all(&next).await;
+            queued.fetch_sub(next.len(), Ordering::Relaxed);
+        }
+        if let Err(e) = result.and(out.flush().await) {
+            let reason = format!("write failed: {e}");
+            let _ = events.send(Event::Closed { conn, reason }).await;
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}

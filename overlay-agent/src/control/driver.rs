@@ -1,0 +1,380 @@
+//! The task that owns the [`Node`]: feeds it events, time and commands, and carries out its
+//! outputs. See the [module docs](super).
+
+use super::conn::{ConnHandle, Event};
+use super::handshake::{self, HandshakeError, LocalHello};
+use super::host::Host;
+use super::snapshot::{self, Extra};
+use super::{Command, Readiness};
+use crate::ipam_store::IpamStore;
+use crate::state::StateDir;
+use overlay_proto::ipam::node_address;
+use overlay_proto::node::{ConnId, Direction, Node, Output, Refusal};
+use overlay_proto::topology::Claim;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+/// Most accepted connections still in handshake; more are closed at once.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Capacity of the event channel from connection tasks (they wait when it is full).
+const EVENT_QUEUE: usize = 1024;
+/// Delay before retrying a failed TUN configuration.
+const TUN_RETRY: Duration = Duration::from_secs(2);
+/// Longest wait for one TUN configuration.
+const TUN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the driver needs.
+#[derive(Debug)]
+pub struct DriverConfig<H> {
+    /// The node, just created.
+    pub node: Node,
+    /// The machine side.
+    pub host: Arc<H>,
+    /// Where the claim is persisted.
+    pub state: StateDir,
+    /// Pod allocations (told about block changes).
+    pub ipam: Arc<IpamStore>,
+    /// Set once the node holds a block and the TUN carries its address.
+    pub ready: Readiness,
+    /// The overlay MTU (for status).
+    pub mtu: u32,
+    /// The bound TCP listener of the listen address.
+    pub listener: TcpListener,
+    /// Commands from the API.
+    pub commands: mpsc::Receiver<Command>,
+}
+
+/// The control-plane driver; see the module docs.
+#[derive(Debug)]
+pub struct Driver<H> {
+    node: Node,
+    host: Arc<H>,
+    state: StateDir,
+    ipam: Arc<IpamStore>,
+    ready: Readiness,
+    mtu: u32,
+    listener: Option<TcpListener>,
+    commands: mpsc::Receiver<Command>,
+    hello: Arc<LocalHello>,
+    conns: HashMap<ConnId, ConnHandle>,
+    next_conn: ConnId,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+    rejected: Arc<AtomicU64>,
+    /// Writers of closed connections still delivering their last frames.
+    closing: Vec<JoinHandle<()>>,
+    /// The address the TUN device should carry, and when to retry a failed configuration.
+    tun_want: Option<Ipv4Addr>,
+    tun_retry_at: Option<Instant>,
+    leaving: bool,
+}
+
+impl<H: Host> Driver<H> {
+    /// A driver for `config.node`.
+    pub fn new(config: DriverConfig<H>) -> Self {
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let hello = Arc::new(LocalHello::new(&config.node.hello()));
+        Driver {
+            node: config.node,
+            host: config.host,
+            state: config.state,
+            ipam: config.ipam,
+            ready: config.ready,
+            mtu: config.mtu,
+            listener: Some(config.listener),
+            commands: config.commands,
+            hello,
+            conns: HashMap::new(),
+            next_conn: 1,
+            events_tx,
+            events_rx,
+            rejected: Arc::new(AtomicU64::new(0)),
+            closing: Vec::new(),
+            tun_want: None,
+            tun_retry_at: None,
+            leaving: false,
+        }
+    }
+
+    /// Runs until `shutdown` completes, then leaves the cluster: tells every neighbour,
+    /// delivers what is queued (up to a second) and closes every connection.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let acceptor = self.listener.take().map(|listener| {
+            tokio::spawn(accept_loop(
+                listener,
+                self.hello.clone(),
+                self.rejected.clone(),
+                self.events_tx.clone(),
+            ))
+        });
+        self.host.set_table(self.node.forwarding_table());
+        self.drain().await;
+        loop {
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let timeout = self.node.poll_timeout();
+            let wake = timeout.map_or(far, tokio::time::Instant::from_std);
+            let tun_at = self
+                .tun_retry_at
+                .map_or(far, tokio::time::Instant::from_std);
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(cmd) = self.commands.recv() => self.handle_command(cmd),
+                Some(event) = self.events_rx.recv() => self.handle_event(event),
+                _ = tokio::time::sleep_until(wake), if timeout.is_some() => {
+                    self.node.handle_timeout(Instant::now());
+                }
+                _ = tokio::time::sleep_until(tun_at), if self.tun_retry_at.is_some() => {
+                    self.configure_tun().await;
+                }
+            }
+            self.drain().await;
+        }
+        if let Some(acceptor) = acceptor {
+            acceptor.abort();
+        }
+        self.leave().await;
+    }
+
+    async fn leave(mut self) {
+        info!("leaving the cluster");
+        self.leaving = true;
+        self.node.leave(Instant::now());
+        self.drain().await;
+        for (_, conn) in self.conns.drain() {
+            self.closing.push(conn.close());
+        }
+        let closing = std::mem::take(&mut self.closing);
+        let _ = tokio::time::timeout(
+            super::conn::FLUSH_TIMEOUT,
+            futures::future::join_all(closing),
+        )
+        .await;
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let extra = Extra {
+                    ready: self.ready.get(),
+                    mtu: self.mtu,
+                    rejected_connections: self.rejected.load(Ordering::Relaxed),
+                    datapath: serde_json::to_value(self.host.counters())
+                        .unwrap_or(serde_json::Value::Null),
+                };
+                let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
+            }
+            Command::AddTarget(addr) => self.node.add_target(addr, Instant::now()),
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Handshaked {
+                stream,
+                direction,
+                dialed,
+                remote,
+                hello,
+            } => {
+                let conn = self.next_conn;
+                self.next_conn += 1;
+                let peer = hello.body.name.clone();
+                match self
+                    .node
+                    .handle_connection_up(conn, direction, dialed, remote, &hello, now)
+                {
+                    Ok(()) => {
+                        info!(%peer, %remote, ?direction, conn, "connection established");
+                        let handle =
+                            ConnHandle::spawn(conn, stream, peer, remote, self.events_tx.clone());
+                        self.conns.insert(conn, handle);
+                    }
+                    Err(refusal @ (Refusal::SelfConnection | Refusal::Duplicate(_))) => {
+                        debug!(%peer, %remote, "connection not kept: {refusal}");
+                    }
+                    Err(refusal) => warn!(%peer, %remote, "connection refused: {refusal}"),
+                }
+            }
+            Event::DialFailed { addr, error } => {
+                debug!(%addr, "dial failed: {error}");
+                self.node.handle_dial_failed(addr, error, now);
+            }
+            Event::Message { conn, msg } => {
+                if self.conns.contains_key(&conn) {
+                    self.node.handle_message(conn, msg, now);
+                }
+            }
+            Event::Closed { conn, reason } => {
+                if let Some(handle) = self.conns.remove(&conn) {
+                    info!(peer = %handle.peer, remote = %handle.remote, conn, "connection closed: {reason}");
+                    handle.abort();
+                    self.node.handle_connection_closed(conn, now);
+                }
+            }
+        }
+    }
+
+    /// Carries out every pending output of the node.
+    async fn drain(&mut self) {
+        let mut routes_changed = false;
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Dial(addr) => self.dial(addr),
+                Output::Send(conn, msg) => {
+                    let Some(handle) = self.conns.get(&conn) else {
+                        debug!(conn, "send on a connection that is gone");
+                        continue;
+                    };
+                    if let Err(reason) = handle.send(&msg) {
+                        if let Some(handle) = self.conns.remove(&conn) {
+                            warn!(peer = %handle.peer, conn, "closing connection: {reason}");
+                            handle.abort();
+                            self.node.handle_connection_closed(conn, Instant::now());
+                        }
+                    }
+                }
+                Output::Close(conn, reason) => {
+                    if let Some(handle) = self.conns.remove(&conn) {
+                        info!(peer = %handle.peer, remote = %handle.remote, conn, "closing connection: {reason}");
+                        self.closing.retain(|w| !w.is_finished());
+                        self.closing.push(handle.close());
+                    }
+                }
+                Output::RoutesChanged => routes_changed = true,
+                Output::ClaimChanged(claim) => self.apply_claim(claim).await,
+            }
+        }
+        if routes_changed {
+            self.host.set_table(self.node.forwarding_table());
+        }
+    }
+
+    fn dial(&self, addr: SocketAddr) {
+        let hello = self.hello.clone();
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let event = match handshake::dial(addr, &hello).await {
+                Ok((stream, remote_hello, version)) => {
+                    debug!(%addr, version, "dialed");
+                    Event::Handshaked {
+                        stream,
+                        direction: Direction::Outbound,
+                        dialed: Some(addr),
+                        remote: addr,
+                        hello: Box::new(remote_hello),
+                    }
+                }
+                Err(e) => {
+                    if matches!(e, HandshakeError::NoCommonVersion { .. }) {
+                        warn!(%addr, "refusing peer: {e}");
+                    }
+                    Event::DialFailed {
+                        addr,
+                        error: e.to_string(),
+                    }
+                }
+            };
+            let _ = events.send(event).await;
+        });
+    }
+
+    /// Persists the claim, tells the allocator, readdresses the TUN device.
+    async fn apply_claim(&mut self, claim: Option<Claim>) {
+        if self.leaving {
+            // A node that leaves keeps its block for when it comes back.
+            return;
+        }
+        match claim {
+            Some(c) => info!(subnet = %c.block, epoch = c.epoch, "this node owns its block"),
+            None => warn!("this node owns no block"),
+        }
+        if let Err(e) = self.state.save_claim(claim.as_ref()) {
+            error!("cannot persist the claim: {e}");
+        }
+        match self.ipam.set_block(claim.map(|c| c.block)) {
+            Ok(0) => {}
+            Ok(n) => warn!("the block changed: dropped {n} pod address allocations of the old one"),
+            Err(e) => error!("cannot persist pod allocations: {e}"),
+        }
+        self.tun_want = claim.map(|c| node_address(c.block));
+        self.configure_tun().await;
+    }
+
+    async fn configure_tun(&mut self) {
+        let want = self.tun_want;
+        let result = tokio::time::timeout(TUN_TIMEOUT, self.host.set_node_address(want))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {TUN_TIMEOUT:?}")));
+        match result {
+            Ok(()) => {
+                self.tun_retry_at = None;
+                self.ready.set(want.is_some());
+            }
+            Err(e) => {
+                error!("cannot set the node address {want:?} on the TUN device: {e}; retrying");
+                self.ready.set(false);
+                self.tun_retry_at = Some(Instant::now() + TUN_RETRY);
+            }
+        }
+    }
+}
+
+/// Accepts control connections; at most [`MAX_HANDSHAKES`] are in handshake at once.
+async fn accept_loop(
+    listener: TcpListener,
+    hello: Arc<LocalHello>,
+    rejected: Arc<AtomicU64>,
+    events: mpsc::Sender<Event>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let (mut stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!("accepting a control connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let total = rejected.fetch_add(1, Ordering::Relaxed) + 1;
+            if total.is_power_of_two() {
+                warn!(%remote, total, "too many connections in handshake: closing new ones at once");
+            }
+            continue;
+        };
+        let hello = hello.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            match handshake::exchange(&mut stream, &hello).await {
+                Ok((remote_hello, version)) => {
+                    debug!(%remote, version, "accepted");
+                    let event = Event::Handshaked {
+                        stream,
+                        direction: Direction::Inbound,
+                        dialed: None,
+                        remote,
+                        hello: Box::new(remote_hello),
+                    };
+                    let _ = events.send(event).await;
+                }
+                Err(e @ HandshakeError::NoCommonVersion { .. }) => {
+                    warn!(%remote, "refusing peer: {e}");
+                }
+                Err(e) => debug!(%remote, "handshake failed: {e}"),
+            }
+        });
+    }
+}

@@ -1,0 +1,301 @@
+//! The text view of [`Status`] printed by `overlay-agent status`.
+
+use super::{Status, TargetState};
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Renders `s` for a person: a header of `Key: value` lines, then one line per peer.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let dash = || "-".to_owned();
+    let line = |out: &mut String, key: &str, value: String| {
+        let _ = writeln!(out, "{key:>12}: {value}");
+    };
+    line(
+        &mut out,
+        "Name",
+        format!("{} (instance {})", s.name, s.instance),
+    );
+    line(&mut out, "Advertised", s.advertise.to_string());
+    line(&mut out, "Cluster", s.cluster.to_string());
+    line(
+        &mut out,
+        "Subnet",
+        s.subnet.map_or_else(dash, |n| n.to_string()),
+    );
+    line(
+        &mut out,
+        "Address",
+        s.address.map_or_else(dash, |a| a.to_string()),
+    );
+    line(
+        &mut out,
+        "Ready",
+        if s.ready { "yes" } else { "no" }.to_owned(),
+    );
+    line(&mut out, "MTU", s.mtu.to_string());
+
+    let established = s.connections.len();
+    let failed = s
+        .targets
+        .iter()
+        .filter(|t| t.state == TargetState::Waiting && t.failures > 0)
+        .count();
+    let pending = s
+        .targets
+        .iter()
+        .filter(|t| {
+            t.state == TargetState::Dialing || (t.state == TargetState::Waiting && t.failures == 0)
+        })
+        .count();
+    line(
+        &mut out,
+        "Connections",
+        format!(
+            "{} ({established} established, {failed} failed)",
+            established + failed + pending
+        ),
+    );
+    let reachable = s.peers.iter().filter(|p| p.reachable).count();
+    line(
+        &mut out,
+        "Peers",
+        format!("{} ({reachable} reachable)", s.peers.len()),
+    );
+    line(&mut out, "Data path", datapath_summary(&s.datapath));
+    if s.rejected_connections > 0 {
+        line(
+            &mut out,
+            "Rejected",
+            format!(
+                "{} connections (too many in handshake)",
+                s.rejected_connections
+            ),
+        );
+    }
+
+    if !s.peers.is_empty() {
+        let rows: Vec<[String; 6]> = s
+            .peers
+            .iter()
+            .map(|p| {
+                let state = match (p.reachable, p.left) {
+                    (true, _) => "reachable",
+                    (false, true) => "left",
+                    (false, false) => "unreachable",
+                };
+                [
+                    p.name.clone(),
+                    p.address.to_string(),
+                    p.subnet.map_or_else(dash, |n| n.to_string()),
+                    state.to_owned(),
+                    p.next_hop.clone().unwrap_or_else(dash),
+                    p.hops.to_string(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        table(
+            &mut out,
+            ["PEER", "ADDRESS", "SUBNET", "STATE", "NEXT HOP", "HOPS"],
+            &rows,
+        );
+    }
+
+    let failing: Vec<_> = s.targets.iter().filter(|t| t.failures > 0).collect();
+    if !failing.is_empty() {
+        out.push_str("\nFailing targets:\n");
+        for t in failing {
+            let _ = write!(out, "  {} ({} failures", t.address, t.failures);
+            if let Some(secs) = t.retry_in_secs {
+                let _ = write!(out, ", retry in {secs}s");
+            }
+            let _ = writeln!(
+                out,
+                "): {}",
+                t.last_error.as_deref().unwrap_or("unknown error")
+            );
+        }
+    }
+    out
+}
+
+fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut print = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    print(header);
+    for row in rows {
+        print(std::array::from_fn(|i| row[i].as_str()));
+    }
+}
+
+fn datapath_summary(d: &Value) -> String {
+    let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let drops: u64 = d
+        .get("drops")
+        .and_then(Value::as_object)
+        .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
+    format!(
+        "tx {} packets ({}), rx {} packets ({}), relayed {}, dropped {}",
+        n("tx_packets"),
+        bytes(n("tx_bytes")),
+        n("rx_packets"),
+        bytes(n("rx_bytes")),
+        n("relayed_packets"),
+        drops
+    )
+}
+
+fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = b as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ConnectionStatus, Direction, PeerStatus, TargetStatus};
+
+    fn sample() -> Status {
+        Status {
+            name: "node-a".into(),
+            instance: "00000000000000ff".into(),
+            ready: true,
+            cluster: "10.32.0.0/12".parse().expect("cidr"),
+            subnet: Some("10.32.5.0/24".parse().expect("cidr")),
+            address: Some([10, 32, 5, 1].into()),
+            advertise: ([192, 168, 1, 10], 6783).into(),
+            mtu: 1418,
+            peers: vec![
+                PeerStatus {
+                    name: "node-b".into(),
+                    address: ([192, 168, 1, 11], 6783).into(),
+                    subnet: Some("10.32.7.0/24".parse().expect("cidr")),
+                    reachable: true,
+                    next_hop: Some("node-c".into()),
+                    hops: 2,
+                    connected: false,
+                    left: false,
+                    instance: "0000000000000001".into(),
+                },
+                PeerStatus {
+                    name: "node-c".into(),
+                    address: ([192, 168, 1, 12], 6783).into(),
+                    subnet: None,
+                    reachable: false,
+                    next_hop: None,
+                    hops: 0,
+                    connected: false,
+                    left: false,
+                    instance: "0000000000000002".into(),
+                },
+            ],
+            connections: vec![ConnectionStatus {
+                peer: "node-c".into(),
+                direction: Direction::Outbound,
+                remote: ([192, 168, 1, 12], 6783).into(),
+                rtt_ms: Some(0.4),
+                established_secs: 12,
+            }],
+            targets: vec![TargetStatus {
+                address: ([192, 168, 1, 11], 6783).into(),
+                seed: true,
+                state: TargetState::Waiting,
+                peer: None,
+                failures: 3,
+                last_error: Some("connection refused".into()),
+                retry_in_secs: Some(8),
+            }],
+            rejected_connections: 0,
+            control: Default::default(),
+            datapath: serde_json::json!({
+                "tx_packets": 10, "tx_bytes": 2048, "rx_packets": 9, "rx_bytes": 100,
+                "relayed_packets": 1, "drops": {"not_peer": 2, "spoofed": 1}
+            }),
+        }
+    }
+
+    #[test]
+    fn text_view_has_the_weave_style_summary_and_a_line_per_peer() {
+        let text = render(&sample());
+        let expected = r"        Name: node-a (instance 00000000000000ff)
+  Advertised: 192.168.1.10:6783
+     Cluster: 10.32.0.0/12
+      Subnet: 10.32.5.0/24
+     Address: 10.32.5.1
+       Ready: yes
+         MTU: 1418
+ Connections: 2 (1 established, 1 failed)
+       Peers: 2 (1 reachable)
+   Data path: tx 10 packets (2.0 KiB), rx 9 packets (100 B), relayed 1, dropped 3
+
+PEER    ADDRESS            SUBNET        STATE        NEXT HOP  HOPS
+node-b  192.168.1.11:6783  10.32.7.0/24  reachable    node-c    2
+node-c  192.168.1.12:6783  -             unreachable  -         0
+
+Failing targets:
+  192.168.1.11:6783 (3 failures, retry in 8s): connection refused
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn json_keeps_the_contract_fields_and_round_trips() {
+        let s = sample();
+        let v = serde_json::to_value(&s).expect("serialize");
+        assert_eq!(v["name"], "node-a");
+        assert_eq!(v["subnet"], "10.32.5.0/24");
+        assert_eq!(v["address"], "10.32.5.1");
+        let p = &v["peers"][0];
+        assert_eq!(p["address"], "192.168.1.11:6783");
+        assert_eq!(p["reachable"], true);
+        assert_eq!(p["next_hop"], "node-c");
+        assert_eq!(p["hops"], 2);
+        assert_eq!(v["peers"][1]["subnet"], Value::Null);
+        assert_eq!(v["connections"][0]["direction"], "outbound");
+        assert_eq!(v["targets"][0]["state"], "waiting");
+        let back: Status = serde_json::from_value(v).expect("deserialize");
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn node_without_a_block_shows_dashes() {
+        let mut s = sample();
+        s.subnet = None;
+        s.address = None;
+        s.ready = false;
+        s.peers.clear();
+        s.targets.clear();
+        let text = render(&s);
+        assert!(text.contains("      Subnet: -\n"));
+        assert!(text.contains("       Ready: no\n"));
+        assert!(text.contains("       Peers: 0 (0 reachable)\n"));
+        assert!(!text.contains("PEER"));
+    }
+}
