@@ -1,1 +1,36 @@
-fn main() {}
+//! `overlay-cni`: reads CNI_* from the environment and the configuration from stdin,
+//! prints the result or a CNI error object on stdout.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // A panic must still leave the runtime a CNI error object, not a backtrace.
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| {
+        let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        overlay_cni::run(env, &mut std::io::stdin().lock())
+    });
+    let (text, code) = match outcome {
+        Ok(Ok(Some(text))) => (Some(text), ExitCode::SUCCESS),
+        Ok(Ok(None)) => (None, ExitCode::SUCCESS),
+        Ok(Err(reply)) => (Some(reply.to_json()), ExitCode::FAILURE),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let reply =
+                overlay_cni::Error::Wiring(format!("internal error: panic: {what}")).reply();
+            (Some(reply.to_json()), ExitCode::FAILURE)
+        }
+    };
+    if let Some(text) = text {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    code
+}

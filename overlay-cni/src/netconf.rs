@@ -1,0 +1,252 @@
+//! The network configuration on stdin, decoded and checked.
+//!
+//! ```json
+//! {"cniVersion":"1.0.0","name":"overlay","type":"overlay-cni",
+//!  "api":"127.0.0.1:6784","mtu":1410,"bridge":"ovlbr0","agentWaitSeconds":30}
+//! ```
+//! Only `cniVersion`, `name` and `type` are required. Fields this plugin does not know
+//! (`ipam`, `dns`, `args`, `runtimeConfig`, `capabilities`...) are accepted and ignored;
+//! `prevResult` is kept for chaining.
+
+use crate::env::check_ifname;
+use crate::error::Error;
+use serde::Deserialize;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Largest configuration read from stdin.
+pub const MAX_NETCONF_LEN: u64 = 1 << 20;
+/// Default agent API address (the contract's `--api` default).
+pub const DEFAULT_API: &str = "127.0.0.1:6784";
+/// Default node bridge.
+pub const DEFAULT_BRIDGE: &str = "ovlbr0";
+/// Default bound on waiting for the agent.
+pub const DEFAULT_AGENT_WAIT_SECONDS: u64 = 30;
+/// Longest accepted `agentWaitSeconds`.
+pub const MAX_AGENT_WAIT_SECONDS: u64 = 600;
+/// Smallest and largest accepted MTU (IPv4 minimum, 16-bit maximum).
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
+/// The configuration as it appears on stdin.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    cni_version: Option<String>,
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    api: Option<String>,
+    mtu: Option<u32>,
+    bridge: Option<String>,
+    agent_wait_seconds: Option<u64>,
+    prev_result: Option<serde_json::Value>,
+}
+
+/// A checked network configuration with defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConf {
+    /// `cniVersion` (one of [`crate::SUPPORTED_VERSIONS`]).
+    pub cni_version: String,
+    /// `name`, the network name.
+    pub name: String,
+    /// `type`, the plugin binary name.
+    pub kind: String,
+    /// `api`: the agent's local API.
+    pub api: SocketAddr,
+    /// `mtu`: overrides the MTU the agent hands out with each allocation.
+    pub mtu: Option<u32>,
+    /// `bridge`: the node bridge pods are attached to.
+    pub bridge: String,
+    /// `agentWaitSeconds`: how long to wait for an unreachable or not-ready agent.
+    pub agent_wait: Duration,
+    /// `prevResult`, when chained after another plugin (kept as is).
+    pub prev_result: Option<serde_json::Value>,
+}
+
+impl NetConf {
+    /// Reads (at most [`MAX_NETCONF_LEN`] bytes) and parses the configuration from `input`.
+    pub fn read(input: &mut dyn Read) -> Result<NetConf, Error> {
+        let mut bytes = Vec::new();
+        input
+            .take(MAX_NETCONF_LEN + 1)
+            .read_to_end(&mut bytes)
+            .map_err(Error::Stdin)?;
+        if bytes.len() as u64 > MAX_NETCONF_LEN {
+            return Err(Error::Decode(format!(
+                "longer than {MAX_NETCONF_LEN} bytes"
+            )));
+        }
+        NetConf::parse(&bytes)
+    }
+
+    /// Parses and checks a configuration.
+    pub fn parse(bytes: &[u8]) -> Result<NetConf, Error> {
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
+        let cni_version = raw
+            .cni_version
+            .ok_or_else(|| Error::Config("cniVersion is missing".into()))?;
+        if !crate::SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(Error::Version(cni_version));
+        }
+        let name = raw
+            .name
+            .ok_or_else(|| Error::Config("name is missing".into()))?;
+        if !valid_network_name(&name) {
+            return Err(Error::Config(format!(
+                "name {name:?} must start with a letter or digit and contain only [A-Za-z0-9_.-]"
+            )));
+        }
+        let kind = raw
+            .kind
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| Error::Config("type is missing".into()))?;
+        let api_text = raw.api.unwrap_or_else(|| DEFAULT_API.to_owned());
+        let api: SocketAddr = api_text.parse().map_err(|_| {
+            Error::Config(format!(
+                "api {api_text:?} is not an IP:PORT address (e.g. {DEFAULT_API:?})"
+            ))
+        })?;
+        if api.port() == 0 {
+            return Err(Error::Config(format!("api {api_text:?} has port 0")));
+        }
+        if let Some(mtu) = raw.mtu {
+            if !MTU_RANGE.contains(&mtu) {
+                return Err(Error::Config(format!(
+                    "mtu {mtu} is outside {}..={}",
+                    MTU_RANGE.start(),
+                    MTU_RANGE.end()
+                )));
+            }
+        }
+        let bridge = raw.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_owned());
+        check_ifname(&bridge).map_err(|e| Error::Config(format!("bridge: {e}")))?;
+        let wait = raw.agent_wait_seconds.unwrap_or(DEFAULT_AGENT_WAIT_SECONDS);
+        if wait > MAX_AGENT_WAIT_SECONDS {
+            return Err(Error::Config(format!(
+                "agentWaitSeconds {wait} is more than {MAX_AGENT_WAIT_SECONDS}"
+            )));
+        }
+        Ok(NetConf {
+            cni_version,
+            name,
+            kind,
+            api,
+            mtu: raw.mtu,
+            bridge,
+            agent_wait: Duration::from_secs(wait),
+            prev_result: raw.prev_result,
+        })
+    }
+}
+
+/// The CNI spec's network name rule: `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`.
+fn valid_network_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<NetConf, Error> {
+        NetConf::parse(s.as_bytes())
+    }
+
+    fn config_error(s: &str) -> String {
+        match parse(s) {
+            Err(Error::Config(m)) => m,
+            other => panic!("expected a config error for {s}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let c = parse(r#"{"cniVersion":"1.0.0","name":"overlay","type":"overlay-cni"}"#)
+            .expect("valid");
+        assert_eq!(c.cni_version, "1.0.0");
+        assert_eq!(c.name, "overlay");
+        assert_eq!(c.kind, "overlay-cni");
+        assert_eq!(c.api, "127.0.0.1:6784".parse().expect("addr"));
+        assert_eq!(c.mtu, None);
+        assert_eq!(c.bridge, "ovlbr0");
+        assert_eq!(c.agent_wait, Duration::from_secs(30));
+        assert_eq!(c.prev_result, None);
+    }
+
+    #[test]
+    fn every_option_is_read_and_unknown_fields_ignored() {
+        let c = parse(
+            r#"{"cniVersion":"1.0.0","name":"k8s-pod.net_1","type":"overlay-cni",
+                "api":"10.0.0.1:7000","mtu":1410,"bridge":"br-x","agentWaitSeconds":2,
+                "ipam":{},"dns":{},"runtimeConfig":{"portMappings":[]},
+                "prevResult":{"cniVersion":"1.0.0","interfaces":[]}}"#,
+        )
+        .expect("valid");
+        assert_eq!(c.api, "10.0.0.1:7000".parse().expect("addr"));
+        assert_eq!(c.mtu, Some(1410));
+        assert_eq!(c.bridge, "br-x");
+        assert_eq!(c.agent_wait, Duration::from_secs(2));
+        assert_eq!(c.name, "k8s-pod.net_1");
+        assert!(c.prev_result.is_some());
+    }
+
+    #[test]
+    fn undecodable_input_is_a_decode_error() {
+        for bad in [
+            "",
+            "not json",
+            "[1,2]",
+            r#"{"cniVersion":1}"#,
+            r#"{"cniVersion":"1.0.0","name":"o","type":"t","mtu":"big"}"#,
+            r#"{"cniVersion":"1.0.0","name":"o","type":"t","mtu":-1}"#,
+            r#"{"cniVersion":"1.0.0","name":"o","type":"t","agentWaitSeconds":1.5}"#,
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert!(matches!(e, Error::Decode(_)), "{bad}: {e:?}");
+            assert_eq!(e.code(), 6);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_are_code_1() {
+        for v in ["0.4.0", "1.1.0", "2.0.0", ""] {
+            let s = format!(r#"{{"cniVersion":"{v}","name":"o","type":"t"}}"#);
+            let e = parse(&s).expect_err(v);
+            assert!(matches!(e, Error::Version(_)), "{v}: {e:?}");
+            assert_eq!(e.code(), 1);
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_code_7_and_say_which() {
+        assert!(config_error(r#"{"name":"o","type":"t"}"#).contains("cniVersion"));
+        assert!(config_error(r#"{"cniVersion":"1.0.0","type":"t"}"#).contains("name"));
+        assert!(config_error(r#"{"cniVersion":"1.0.0","name":"-x","type":"t"}"#).contains("name"));
+        assert!(config_error(r#"{"cniVersion":"1.0.0","name":"o"}"#).contains("type"));
+        let base = r#""cniVersion":"1.0.0","name":"o","type":"t""#;
+        for (extra, field) in [
+            (r#""api":"localhost""#, "api"),
+            (r#""api":"127.0.0.1""#, "api"),
+            (r#""api":"127.0.0.1:0""#, "api"),
+            (r#""mtu":10"#, "mtu"),
+            (r#""mtu":70000"#, "mtu"),
+            (r#""bridge":"way-too-long-bridge""#, "bridge"),
+            (r#""bridge":"a/b""#, "bridge"),
+            (r#""agentWaitSeconds":100000"#, "agentWaitSeconds"),
+        ] {
+            let m = config_error(&format!("{{{base},{extra}}}"));
+            assert!(m.contains(field), "{extra}: {m}");
+        }
+        assert_eq!(Error::Config(String::new()).code(), 7);
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let mut big = std::io::repeat(b' ').take(MAX_NETCONF_LEN + 10);
+        let e = NetConf::read(&mut big).expect_err("too long");
+        assert!(matches!(e, Error::Decode(_)), "{e:?}");
+    }
+}

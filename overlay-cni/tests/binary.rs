@@ -1,0 +1,298 @@
+//! The real `overlay-cni` binary, run as root with `ip netns exec` inside a node namespace
+//! the test creates (so the agent address it dials is that namespace's loopback).
+
+mod common;
+
+use common::FakeAgent;
+use overlay_testbed::{require_root, unique_prefix, Netns};
+use serde_json::Value;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_overlay-cni");
+
+struct Outcome {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?} / {:?}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts a CNI error with `code`; returns its message.
+    fn cni_error(&self, code: u64) -> String {
+        assert!(!self.ok, "expected a failure, got {:?}", self.stdout);
+        let v = self.json();
+        assert_eq!(v["code"], code, "{v}");
+        assert_eq!(v["cniVersion"], "1.0.0", "{v}");
+        assert!(v["details"].is_string(), "{v}");
+        v["msg"].as_str().expect("msg").to_owned()
+    }
+}
+
+/// Runs the plugin inside `node` with exactly `env` and `stdin`.
+fn plugin(node: &Netns, env: &[(&str, String)], stdin: &str) -> Outcome {
+    let mut cmd = node.command(BIN);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn plugin");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("plugin output");
+    Outcome {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn env(command: &str, id: &str, netns: &Netns) -> Vec<(&'static str, String)> {
+    vec![
+        ("CNI_COMMAND", command.to_owned()),
+        ("CNI_CONTAINERID", id.to_owned()),
+        ("CNI_NETNS", netns.path().display().to_string()),
+        ("CNI_IFNAME", "eth0".to_owned()),
+        ("CNI_PATH", "/opt/cni/bin".to_owned()),
+    ]
+}
+
+fn netconf(api_port: u16, wait: u64) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"overlay","type":"overlay-cni","api":"127.0.0.1:{api_port}","agentWaitSeconds":{wait}}}"#
+    )
+}
+
+fn node(tag: &str) -> Netns {
+    Netns::create(&format!("{}n", unique_prefix(tag))).expect("node namespace")
+}
+
+#[test]
+fn version_prints_the_supported_versions() {
+    if !require_root("version_prints_the_supported_versions") {
+        return;
+    }
+    let n = node("bv");
+    let out = plugin(&n, &[("CNI_COMMAND", "VERSION".into())], "");
+    assert!(out.ok, "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.json(),
+        serde_json::json!({"cniVersion": "1.0.0", "supportedVersions": ["1.0.0"]})
+    );
+}
+
+#[test]
+fn bad_environment_is_code_4() {
+    if !require_root("bad_environment_is_code_4") {
+        return;
+    }
+    let n = node("be");
+    let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
+    let conf = netconf(6784, 0);
+    let out = plugin(&n, &[], &conf);
+    assert!(out.cni_error(4).contains("CNI_COMMAND"));
+    let mut e = env("ADD", "abc", &pod);
+    e.retain(|(k, _)| *k != "CNI_CONTAINERID");
+    assert!(plugin(&n, &e, &conf)
+        .cni_error(4)
+        .contains("CNI_CONTAINERID"));
+    let mut e = env("ADD", "abc", &pod);
+    e[3].1 = "bad/name".into();
+    assert!(plugin(&n, &e, &conf).cni_error(4).contains("CNI_IFNAME"));
+    let e = env("FROB", "abc", &pod);
+    assert!(plugin(&n, &e, &conf).cni_error(4).contains("FROB"));
+}
+
+#[test]
+fn bad_netconf_is_code_6_or_7_and_unknown_versions_code_1() {
+    if !require_root("bad_netconf_is_code_6_or_7_and_unknown_versions_code_1") {
+        return;
+    }
+    let n = node("bn");
+    let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
+    let e = env("ADD", "abc", &pod);
+    assert!(plugin(&n, &e, "{not json")
+        .cni_error(6)
+        .contains("decoding"));
+    let msg = plugin(
+        &n,
+        &e,
+        r#"{"cniVersion":"1.0.0","name":"o","type":"t","mtu":9}"#,
+    )
+    .cni_error(7);
+    assert!(msg.contains("mtu"), "{msg}");
+    let msg = plugin(&n, &e, r#"{"cniVersion":"0.3.1","name":"o","type":"t"}"#).cni_error(1);
+    assert!(msg.contains("0.3.1"), "{msg}");
+}
+
+#[test]
+fn add_without_an_agent_fails_with_code_11_after_the_wait() {
+    if !require_root("add_without_an_agent_fails_with_code_11_after_the_wait") {
+        return;
+    }
+    let n = node("bw");
+    let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
+    // Nothing listens on this port in the fresh node namespace.
+    let start = Instant::now();
+    let out = plugin(&n, &env("ADD", "abc", &pod), &netconf(6784, 2));
+    let took = start.elapsed();
+    let msg = out.cni_error(11);
+    assert!(
+        msg.contains("127.0.0.1:6784") && msg.contains("POST /ipam/allocations"),
+        "{msg}"
+    );
+    assert!(
+        out.json()["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refused"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "waited for the agent: {took:?}"
+    );
+    assert!(took < Duration::from_secs(20), "but bounded: {took:?}");
+    assert!(
+        pod.ip(&["link", "show", "dev", "eth0"]).is_err(),
+        "nothing wired"
+    );
+    // DEL waits the same way: the address must be released, so it cannot just succeed.
+    let out = plugin(&n, &env("DEL", "abc", &pod), &netconf(6784, 0));
+    out.cni_error(11);
+}
+
+#[test]
+fn add_check_del_against_a_stand_in_agent() {
+    if !require_root("add_check_del_against_a_stand_in_agent") {
+        return;
+    }
+    let n = node("bf");
+    let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
+    // The agent is "starting": its first two answers are 503.
+    let agent = FakeAgent::start(&n, 6784, 2);
+    let out = plugin(&n, &env("ADD", "ctr-1", &pod), &netconf(6784, 10));
+    assert!(out.ok, "ADD: {} {}", out.stdout, out.stderr);
+    let r = out.json();
+    assert_eq!(r["cniVersion"], "1.0.0");
+    assert_eq!(r["ips"][0]["address"], "10.32.1.2/24");
+    assert_eq!(r["ips"][0]["gateway"], "10.32.1.1");
+    assert_eq!(r["ips"][0]["interface"], 1);
+    assert_eq!(
+        r["routes"],
+        serde_json::json!([{"dst": "0.0.0.0/0", "gw": "10.32.1.1"}])
+    );
+    assert_eq!(r["dns"], serde_json::json!({}));
+    let host = r["interfaces"][0]["name"]
+        .as_str()
+        .expect("host name")
+        .to_owned();
+    assert_eq!(host, overlay_cni::wiring::host_veth_name("ctr-1", "eth0"));
+    assert!(r["interfaces"][0].get("sandbox").is_none());
+    assert_eq!(r["interfaces"][1]["name"], "eth0");
+    assert_eq!(
+        r["interfaces"][1]["sandbox"],
+        pod.path().display().to_string()
+    );
+    let pod_mac = r["interfaces"][1]["mac"].as_str().expect("mac");
+    let eth0 = pod
+        .ip(&["addr", "show", "dev", "eth0"])
+        .expect("eth0 in the pod");
+    assert!(
+        eth0.contains(pod_mac) && eth0.contains("10.32.1.2/24"),
+        "{eth0}"
+    );
+    // The agent's MTU is used when the configuration sets none.
+    assert!(eth0.contains("mtu 1400"), "{eth0}");
+    let host_link = n.ip(&["link", "show", "dev", &host]).expect("host veth");
+    assert!(
+        host_link.contains(r["interfaces"][0]["mac"].as_str().expect("mac")),
+        "{host_link}"
+    );
+    assert!(agent.requests().len() >= 3, "{:?}", agent.requests());
+
+    let out = plugin(&n, &env("CHECK", "ctr-1", &pod), &netconf(6784, 10));
+    assert!(out.ok, "CHECK: {} {}", out.stdout, out.stderr);
+    assert_eq!(out.stdout.trim(), "");
+    pod.ip(&["route", "del", "default"]).expect("break the pod");
+    let msg = plugin(&n, &env("CHECK", "ctr-1", &pod), &netconf(6784, 10)).cni_error(999);
+    assert!(msg.contains("default route"), "{msg}");
+
+    let out = plugin(&n, &env("DEL", "ctr-1", &pod), &netconf(6784, 10));
+    assert!(out.ok, "DEL: {} {}", out.stdout, out.stderr);
+    assert!(
+        n.ip(&["link", "show", "dev", &host]).is_err(),
+        "host veth gone"
+    );
+    assert!(
+        agent.held.lock().expect("lock").is_empty(),
+        "address released"
+    );
+    let out = plugin(&n, &env("DEL", "ctr-1", &pod), &netconf(6784, 10));
+    assert!(out.ok, "second DEL: {} {}", out.stdout, out.stderr);
+    let msg = plugin(&n, &env("CHECK", "ctr-1", &pod), &netconf(6784, 10)).cni_error(999);
+    assert!(msg.contains("no address"), "{msg}");
+
+    // DEL for a pod whose namespace is gone, and with no CNI_NETNS at all.
+    let path = pod.path();
+    drop(pod);
+    let mut e = env("DEL", "ctr-1", &n);
+    e[2].1 = path.display().to_string();
+    assert!(plugin(&n, &e, &netconf(6784, 10)).ok);
+    e.remove(2);
+    assert!(plugin(&n, &e, &netconf(6784, 10)).ok);
+}
+
+#[test]
+fn a_failed_add_releases_the_address() {
+    if !require_root("a_failed_add_releases_the_address") {
+        return;
+    }
+    let n = node("br");
+    let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
+    pod.ip(&["link", "add", "eth0", "type", "bridge"])
+        .expect("eth0 taken");
+    let agent = FakeAgent::start(&n, 6784, 0);
+    let msg = plugin(&n, &env("ADD", "ctr-2", &pod), &netconf(6784, 5)).cni_error(999);
+    assert!(msg.contains("already exists"), "{msg}");
+    assert!(
+        agent.held.lock().expect("lock").is_empty(),
+        "address released"
+    );
+    assert!(agent
+        .requests()
+        .iter()
+        .any(|r| r.starts_with("DELETE /ipam/allocations/ctr-2/eth0")));
+
+    // ADD into a namespace that does not exist takes no address at all.
+    let mut e = env("ADD", "ctr-3", &pod);
+    e[2].1 = "/var/run/netns/does-not-exist-overlay-cni".into();
+    let before = agent.requests().len();
+    plugin(&n, &e, &netconf(6784, 5)).cni_error(3);
+    // Nor into a path that is no namespace, or into the node's own namespace.
+    e[2].1 = "/proc/self/status".into();
+    assert!(plugin(&n, &e, &netconf(6784, 5))
+        .cni_error(3)
+        .contains("not a network namespace"));
+    e[2].1 = "/proc/self/ns/net".into();
+    assert!(plugin(&n, &e, &netconf(6784, 5))
+        .cni_error(3)
+        .contains("node's own"));
+    assert_eq!(agent.requests().len(), before);
+}
