@@ -1,14 +1,59 @@
-//! Device, address and route setup through rtnetlink (being written; the API is fixed).
+//! Device, address and route setup through rtnetlink (the only module that uses rtnetlink).
+//!
+//! Every function opens its own netlink connection when it is first polled, so it acts on the
+//! network namespace of the thread polling it (the tokio runtime's threads), and closes it
+//! before returning. The connection is driven inside the returned future: no task is spawned,
+//! so any runtime flavour works.
 
+use futures::TryStreamExt;
 use ipnet::Ipv4Net;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
+use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Why a netlink operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
-    /// placeholder while being written
-    #[error("{0}")]
-    Failed(String),
+    /// A netlink socket cannot be opened.
+    #[error("opening a netlink socket: {error}")]
+    Socket {
+        /// The OS error.
+        error: io::Error,
+    },
+    /// No interface has this name.
+    #[error("no network interface named {iface:?}")]
+    NoSuchLink {
+        /// The name looked for.
+        iface: String,
+    },
+    /// No interface holds this address.
+    #[error("no network interface holds address {addr} (the underlay MTU is looked up from the interface carrying the node's own address)")]
+    NoInterfaceWithAddress {
+        /// The address looked for.
+        addr: IpAddr,
+    },
+    /// The kernel reported the interface without its MTU.
+    #[error("interface index {index} was reported without an MTU")]
+    NoMtu {
+        /// The interface index.
+        index: u32,
+    },
+    /// A request was refused or failed.
+    #[error("{what}: {error}")]
+    Request {
+        /// What was being done, e.g. "adding 10.32.1.1/32 to ovl0".
+        what: String,
+        /// The kernel's error (errno) or a decoding problem.
+        error: io::Error,
+    },
+    /// The netlink connection stopped before the work was done.
+    #[error("the netlink connection closed unexpectedly")]
+    ConnectionClosed,
 }
 
 /// Overlay MTU for an underlay MTU: minus outer IPv4 (20), UDP (8) and the overlay header.
@@ -17,17 +62,190 @@ pub fn overlay_mtu(underlay_mtu: u32) -> u32 {
 }
 
 /// MTU of the interface that holds address `addr` (in the calling thread's namespace).
-pub async fn underlay_mtu(_addr: IpAddr) -> Result<u32, NetlinkError> {
-    Err(NetlinkError::Failed("being written".into()))
+pub async fn underlay_mtu(addr: IpAddr) -> Result<u32, NetlinkError> {
+    with_handle(|handle| async move {
+        let mut addresses = handle.address().get().set_address_filter(addr).execute();
+        let mut index = None;
+        // Read the whole dump (the filter runs on our side), keeping the first match.
+        while let Some(msg) = addresses
+            .try_next()
+            .await
+            .map_err(request(|| format!("listing addresses to find {addr}")))?
+        {
+            index.get_or_insert(msg.header.index);
+        }
+        let index = index.ok_or(NetlinkError::NoInterfaceWithAddress { addr })?;
+        let mut links = handle.link().get().match_index(index).execute();
+        let mut mtu = None;
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(request(|| format!("reading interface index {index}")))?
+        {
+            mtu = mtu.or(link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            }));
+        }
+        mtu.ok_or(NetlinkError::NoMtu { index })
+    })
+    .await
 }
 
 /// Sets the TUN device `iface` up with `mtu`, gives it `node_address/32` (replacing any other
 /// address; none when `None`) and routes `cluster` through it with that source address.
+///
+/// Idempotent: call it again after the node's claim changes. IPv6 link-local address
+/// generation is turned off on the device (the overlay carries IPv4). The route is
+/// `cluster dev iface scope link proto static [src node_address]`, replacing any route to
+/// `cluster` in the main table.
 pub async fn configure_tun(
-    _iface: &str,
-    _mtu: u32,
-    _node_address: Option<Ipv4Addr>,
-    _cluster: Ipv4Net,
+    iface: &str,
+    mtu: u32,
+    node_address: Option<Ipv4Addr>,
+    cluster: Ipv4Net,
 ) -> Result<(), NetlinkError> {
-    Err(NetlinkError::Failed("being written".into()))
+    let cluster = cluster.trunc();
+    with_handle(|handle| async move {
+        let index = link_index(&handle, iface).await?;
+        // The overlay carries IPv4: without an IPv6 link-local address (generation mode
+        // "none", set before the device first goes up) the kernel sends no router
+        // solicitations into the TUN, which the data path would count as unsupported. Best
+        // effort: it fails where IPv6 is disabled, which is just as good.
+        let no_ipv6 = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]))
+            .build();
+        if let Err(e) = handle.link().change(no_ipv6).execute().await {
+            tracing::debug!(%iface, error = %e, "cannot turn off IPv6 address generation");
+        }
+        handle
+            .link()
+            .change(LinkUnspec::new_with_index(index).mtu(mtu).up().build())
+            .execute()
+            .await
+            .map_err(request(|| {
+                format!("setting MTU {mtu} and bringing {iface} up")
+            }))?;
+
+        let existing: Vec<AddressMessage> = handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request(|| format!("listing the addresses of {iface}")))?;
+        // Add the new address before removing the old ones: removing the last IPv4 address of
+        // a device flushes every route through it.
+        if let Some(addr) = node_address {
+            handle
+                .address()
+                .add(index, IpAddr::V4(addr), 32)
+                .replace()
+                .execute()
+                .await
+                .map_err(request(|| format!("adding {addr}/32 to {iface}")))?;
+        }
+        for msg in existing {
+            let Some(addr) = ipv4_of(&msg) else { continue };
+            if Some(addr) == node_address && msg.header.prefix_len == 32 {
+                continue;
+            }
+            let prefix = msg.header.prefix_len;
+            handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .map_err(request(|| format!("removing {addr}/{prefix} from {iface}")))?;
+        }
+
+        let mut route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(cluster.network(), cluster.prefix_len())
+            .output_interface(index)
+            .scope(RouteScope::Link);
+        if let Some(addr) = node_address {
+            route = route.pref_source(addr);
+        }
+        handle
+            .route()
+            .add(route.build())
+            .replace()
+            .execute()
+            .await
+            .map_err(request(|| format!("routing {cluster} through {iface}")))?;
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `work` with a fresh connection, driving the connection alongside it.
+async fn with_handle<T, F, Fut>(work: F) -> Result<T, NetlinkError>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T, NetlinkError>>,
+{
+    let (connection, handle, _messages) =
+        rtnetlink::new_connection().map_err(|error| NetlinkError::Socket { error })?;
+    tokio::select! {
+        result = work(handle) => result,
+        () = connection => Err(NetlinkError::ConnectionClosed),
+    }
+}
+
+async fn link_index(handle: &Handle, iface: &str) -> Result<u32, NetlinkError> {
+    let mut links = handle.link().get().match_name(iface).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(link.header.index),
+        Ok(None) => Err(NetlinkError::NoSuchLink {
+            iface: iface.to_owned(),
+        }),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+            Err(NetlinkError::NoSuchLink {
+                iface: iface.to_owned(),
+            })
+        }
+        Err(e) => Err(request(|| format!("looking up interface {iface}"))(e)),
+    }
+}
+
+/// The IPv4 address of an address message, if it is one.
+fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    if msg.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let local = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
+        _ => None,
+    });
+    local.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
+            _ => None,
+        })
+    })
+}
+
+/// Maps an rtnetlink error to [`NetlinkError::Request`] with what was being done.
+fn request(what: impl FnOnce() -> String) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    move |e| NetlinkError::Request {
+        what: what(),
+        error: match e {
+            rtnetlink::Error::NetlinkError(msg) => msg.to_io(),
+            other => io::Error::other(other.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_mtu_leaves_room_for_outer_headers() {
+        assert_eq!(overlay_mtu(1500), 1500 - 20 - 8 - 20);
+        assert_eq!(overlay_mtu(10), 0);
+    }
 }

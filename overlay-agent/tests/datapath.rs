@@ -1,0 +1,802 @@
+//! The data path end to end, as root, in network namespaces this test creates and removes.
+//!
+//! Each test builds three nodes on an underlay bridge (`overlay_testbed::Underlay`), starts a
+//! [`Datapath`] in each node namespace with a block per node (10.32.{1,2,3}.0/24, node address
+//! .1), configures the TUN through [`netlink::configure_tun`], and hands each data path a
+//! forwarding table built by hand from an `overlay_proto` topology. Traffic only flows between
+//! the test's own namespaces.
+
+use overlay_agent::datapath::{CountersSnapshot, Datapath, DatapathConfig, DatapathError};
+use overlay_agent::netlink::{self, NetlinkError};
+use overlay_proto::forwarding::ForwardingTable;
+use overlay_proto::header::{Header, HEADER_LEN, VERSION};
+use overlay_proto::peer::PeerName;
+use overlay_proto::routing::compute_routes;
+use overlay_proto::topology::{Claim, PeerRecord, Topology};
+use overlay_testbed::{require_root, unique_prefix, wait, Netns, Underlay};
+use sha2::{Digest, Sha256};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Data-path UDP port on every node.
+const PORT: u16 = 6783;
+/// Port of a socket on node a that the tables also accept as a sender (`extra_senders`): the
+/// tests craft datagrams "from a" with it.
+const CRAFT_PORT: u16 = 6999;
+/// The TUN device name in every node.
+const TUN: &str = "ovl0";
+/// Nodes running a data path (a, b, c); an underlay may have more (outsiders).
+const PEERS: usize = 3;
+const NAMES: [&str; PEERS] = ["a", "b", "c"];
+const FULL_MESH: &[(usize, usize)] = &[(0, 1), (0, 2), (1, 2)];
+/// a–b broken: c relays.
+const VIA_C: &[(usize, usize)] = &[(0, 2), (1, 2)];
+
+fn cluster_net() -> ipnet::Ipv4Net {
+    "10.32.0.0/12".parse().expect("cluster")
+}
+
+/// Node address (first host of the block) of node `i`.
+fn node_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 32, i as u8 + 1, 1)
+}
+
+/// Another address inside node `i`'s block.
+fn pod_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 32, i as u8 + 1, 5)
+}
+
+fn underlay(i: usize) -> SocketAddr {
+    SocketAddr::from((Underlay::node_addr(i), PORT))
+}
+
+fn name(i: usize) -> PeerName {
+    PeerName::new(NAMES[i]).expect("name")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The topology of a, b and c with their blocks and the given (bidirectional) connections.
+fn topology(links: &[(usize, usize)]) -> Topology {
+    let mut t = Topology::new();
+    for i in 0..PEERS {
+        let mut connections: Vec<PeerName> = links
+            .iter()
+            .filter_map(|&(x, y)| match (x == i, y == i) {
+                (true, _) => Some(name(y)),
+                (_, true) => Some(name(x)),
+                _ => None,
+            })
+            .collect();
+        connections.sort();
+        t.merge(PeerRecord {
+            name: name(i),
+            version: 1,
+            instance: 1,
+            advertise: underlay(i),
+            claim: Some(Claim {
+                block: format!("10.32.{}.0/24", i + 1).parse().expect("block"),
+                epoch: 0,
+            }),
+            connections,
+            left: false,
+        });
+    }
+    t
+}
+
+/// Node `me`'s forwarding table; a's crafting socket is accepted as a sender everywhere.
+fn table(me: usize, topology: &Topology) -> ForwardingTable {
+    let routes = compute_routes(topology, &name(me));
+    let craft = SocketAddr::from((Underlay::node_addr(0), CRAFT_PORT));
+    ForwardingTable::build(&name(me), topology, &routes, cluster_net(), 24, &[craft])
+}
+
+/// Nodes a, b, c with data paths (plus `outsiders` namespaces on the same underlay with none).
+struct Cluster {
+    // Declared first: dropped (threads stopped) before the namespaces go.
+    datapaths: Vec<Datapath>,
+    bed: Underlay,
+    /// Overlay MTU set on every TUN.
+    mtu: u32,
+}
+
+impl Cluster {
+    fn start(tag: &str, outsiders: usize) -> Cluster {
+        let bed = Underlay::new(&unique_prefix(tag), PEERS + outsiders).expect("underlay");
+        let underlay_mtu = bed.nodes[0]
+            .run(|| runtime().block_on(netlink::underlay_mtu(IpAddr::V4(Underlay::node_addr(0)))))
+            .expect("thread in node a")
+            .expect("underlay MTU of eth0");
+        assert_eq!(underlay_mtu, 1500, "veth default MTU");
+        let mtu = netlink::overlay_mtu(underlay_mtu);
+        let topo = topology(FULL_MESH);
+        let mut datapaths = Vec::new();
+        for (i, node) in NAMES.iter().enumerate() {
+            let table = table(i, &topo);
+            let dp = bed.nodes[i]
+                .run(move || -> Result<Datapath, String> {
+                    let config = DatapathConfig {
+                        iface: TUN.into(),
+                        listen: SocketAddr::from(([0, 0, 0, 0], PORT)),
+                        mtu,
+                    };
+                    let dp = Datapath::start(config, table).map_err(|e| e.to_string())?;
+                    runtime()
+                        .block_on(netlink::configure_tun(
+                            TUN,
+                            mtu,
+                            Some(node_ip(i)),
+                            cluster_net(),
+                        ))
+                        .map_err(|e| e.to_string())?;
+                    Ok(dp)
+                })
+                .expect("thread in node")
+                .unwrap_or_else(|e| panic!("starting node {node}: {e}"));
+            datapaths.push(dp);
+        }
+        Cluster {
+            datapaths,
+            bed,
+            mtu,
+        }
+    }
+
+    fn counters(&self, i: usize) -> CountersSnapshot {
+        self.datapaths[i].counters()
+    }
+
+    /// Installs tables computed from a topology with these connections on every node.
+    fn route(&self, links: &[(usize, usize)]) {
+        let topo = topology(links);
+        for (i, dp) in self.datapaths.iter().enumerate() {
+            dp.set_table(table(i, &topo));
+        }
+    }
+
+    /// Waits (bounded) until node `i`'s counters satisfy `ok`.
+    fn wait_counters(
+        &self,
+        i: usize,
+        what: &str,
+        ok: impl Fn(&CountersSnapshot) -> bool,
+    ) -> CountersSnapshot {
+        wait::until(
+            &format!("{what} on node {}", NAMES[i]),
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+            || {
+                let c = self.counters(i);
+                if ok(&c) {
+                    Ok(Some(c))
+                } else {
+                    Err(format!("{c:?}"))
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Binds a UDP socket in node `i`'s namespace.
+    fn udp(&self, i: usize, addr: SocketAddr) -> UdpSocket {
+        let sock = self.bed.nodes[i]
+            .run(move || UdpSocket::bind(addr))
+            .expect("thread in node")
+            .unwrap_or_else(|e| panic!("binding {addr} in node {i}: {e}"));
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        sock
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+struct Bytes(u64);
+
+impl Bytes {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let n = chunk.len();
+            chunk.copy_from_slice(&self.0.to_le_bytes()[..n]);
+        }
+    }
+}
+
+/// Streams `bytes` pseudo-random bytes over TCP from node `from` to node `to` (node addresses,
+/// through the overlay) and checks the SHA-256 on both ends. Returns the transfer time.
+fn tcp_transfer(c: &Cluster, from: usize, to: usize, bytes: usize, port: u16) -> Duration {
+    let server_addr = SocketAddr::from((node_ip(to), port));
+    let listener = c.bed.nodes[to]
+        .run(move || TcpListener::bind(server_addr))
+        .expect("thread in node")
+        .unwrap_or_else(|e| panic!("listening on {server_addr}: {e}"));
+    listener.set_nonblocking(true).expect("nonblocking");
+    let server = std::thread::spawn(move || -> Result<(Vec<u8>, usize, SocketAddr), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut stream, peer) = loop {
+            match listener.accept() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(format!("accept on {server_addr}: {e}")),
+            }
+        };
+        stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let mut hash = Sha256::new();
+        let mut total = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hash.update(&buf[..n]);
+                    total += n;
+                }
+                Err(e) => return Err(format!("reading after {total} bytes: {e}")),
+            }
+        }
+        let digest = hash.finalize().to_vec();
+        stream.write_all(&digest).map_err(|e| e.to_string())?;
+        Ok((digest, total, peer))
+    });
+    let start = Instant::now();
+    let client = c.bed.nodes[from]
+        .run(move || -> Result<(Vec<u8>, Vec<u8>), String> {
+            let mut stream = TcpStream::connect_timeout(&server_addr, Duration::from_secs(5))
+                .map_err(|e| format!("connecting to {server_addr}: {e}"))?;
+            stream
+                .set_write_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            let mut gen = Bytes(0x5eed ^ bytes as u64);
+            let mut hash = Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(buf.len());
+                gen.fill(&mut buf[..n]);
+                hash.update(&buf[..n]);
+                stream
+                    .write_all(&buf[..n])
+                    .map_err(|e| format!("writing with {left} bytes left: {e}"))?;
+                left -= n;
+            }
+            stream
+                .shutdown(Shutdown::Write)
+                .map_err(|e| e.to_string())?;
+            let mut echoed = Vec::new();
+            stream
+                .read_to_end(&mut echoed)
+                .map_err(|e| format!("reading the server's digest: {e}"))?;
+            Ok((hash.finalize().to_vec(), echoed))
+        })
+        .expect("thread in node");
+    let elapsed = start.elapsed();
+    let server = server.join().expect("server thread");
+    let (sent_digest, echoed) = client.unwrap_or_else(|e| panic!("client: {e}"));
+    let (received_digest, received, peer) = server.unwrap_or_else(|e| panic!("server: {e}"));
+    assert_eq!(received, bytes, "every byte arrived");
+    assert_eq!(received_digest, sent_digest, "the bytes arrived intact");
+    assert_eq!(echoed, sent_digest, "the server's digest came back");
+    assert_eq!(
+        peer.ip(),
+        IpAddr::V4(node_ip(from)),
+        "the client used its node address (route src)"
+    );
+    elapsed
+}
+
+fn mbit_per_s(bytes: usize, t: Duration) -> f64 {
+    bytes as f64 * 8.0 / t.as_secs_f64() / 1e6
+}
+
+/// An IPv4/UDP packet (header checksum set, UDP checksum 0 = none).
+fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let total = 28 + payload.len();
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let mut sum: u32 = p[..20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p[20..22].copy_from_slice(&4000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    p
+}
+
+/// `header` followed by `payload`.
+fn datagram(header: Header, payload: &[u8]) -> Vec<u8> {
+    let mut d = vec![0u8; HEADER_LEN + payload.len()];
+    header.emit(&mut d).expect("room for the header");
+    d[HEADER_LEN..].copy_from_slice(payload);
+    d
+}
+
+fn send(sock: &UdpSocket, d: &[u8], to: SocketAddr) {
+    sock.send_to(d, to)
+        .unwrap_or_else(|e| panic!("sending {} bytes to {to}: {e}", d.len()));
+}
+
+/// Next datagram on `sock` (bounded by its read timeout).
+fn recv(sock: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = sock
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no datagram on {:?}: {e}", sock.local_addr()));
+    buf.truncate(n);
+    (buf, from)
+}
+
+#[test]
+fn tcp_stream_crosses_the_overlay_intact() {
+    if !require_root("tcp_stream_crosses_the_overlay_intact") {
+        return;
+    }
+    let c = Cluster::start("dtcp", 0);
+    // OVERLAY_TEST_MIB=<n> streams more, for a rough throughput figure (run with --release).
+    let mib: usize = std::env::var("OVERLAY_TEST_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let bytes = mib << 20;
+    let t = tcp_transfer(&c, 0, 1, bytes, 5001);
+    println!(
+        "a → b: {} MiB in {t:?} = {:.0} Mbit/s",
+        bytes >> 20,
+        mbit_per_s(bytes, t)
+    );
+    let t = tcp_transfer(&c, 2, 0, 4 << 20, 5002);
+    println!(
+        "c → a: 4 MiB in {t:?} = {:.0} Mbit/s",
+        mbit_per_s(4 << 20, t)
+    );
+    let (a, b) = (c.counters(0), c.counters(1));
+    assert!(a.tx_bytes as usize > bytes, "a sent the stream: {a:?}");
+    assert!(b.rx_bytes as usize > bytes, "b delivered the stream: {b:?}");
+    assert!(b.tx_packets > 0 && a.rx_packets > 0, "acks went back");
+    for (i, node) in NAMES.iter().enumerate() {
+        let n = c.counters(i);
+        println!("{node}: {n:?}");
+        assert_eq!(n.relayed_packets, 0, "full mesh: nothing relayed");
+        let d = &n.drops;
+        assert_eq!(
+            (
+                d.not_peer,
+                d.malformed,
+                d.spoofed,
+                d.not_local,
+                d.hop_limit,
+                d.too_big,
+                d.unsupported,
+            ),
+            (0, 0, 0, 0, 0, 0, 0),
+            "no drops of good traffic on {node}: {n:?}"
+        );
+    }
+}
+
+#[test]
+fn udp_datagrams_of_every_size_up_to_the_overlay_mtu_arrive() {
+    if !require_root("udp_datagrams_of_every_size_up_to_the_overlay_mtu_arrive") {
+        return;
+    }
+    let c = Cluster::start("dudp", 0);
+    let echo_addr = SocketAddr::from((node_ip(1), 7001));
+    let echo = c.udp(1, echo_addr);
+    echo.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_echo = stop.clone();
+    let echo_thread = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut buf = vec![0u8; 65536];
+        while !stop_echo.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((n, from)) = echo.recv_from(&mut buf) {
+                let _ = echo.send_to(&buf[..n], from);
+            }
+        }
+    });
+    let client = c.udp(0, SocketAddr::from((node_ip(0), 0)));
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let max = c.mtu as usize - 28;
+    let mut gen = Bytes(7);
+    let mut payload = vec![0u8; max];
+    let mut buf = vec![0u8; 65536];
+    let mut retries = 0;
+    for size in 0..=max {
+        gen.fill(&mut payload[..size]);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            send(&client, &payload[..size], echo_addr);
+            match client.recv_from(&mut buf) {
+                Ok((n, from)) if from == echo_addr && buf[..n] == payload[..size] => break,
+                Ok((n, _)) if n != size => {} // a late echo of an earlier size
+                Ok(_) => panic!("datagram of {size} bytes came back altered"),
+                Err(e) if attempts < 3 => {
+                    retries += 1;
+                    eprintln!("size {size}: no echo yet ({e}), retrying");
+                }
+                Err(e) => panic!("datagram of {size} bytes lost 3 times: {e}"),
+            }
+        }
+    }
+    println!("sizes 0..={max} echoed through the overlay ({retries} retries)");
+    let (a, b) = (c.counters(0), c.counters(1));
+    assert!(
+        a.tx_packets > max as u64 && b.rx_packets > max as u64,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        a.drops.too_big + b.drops.too_big,
+        0,
+        "nothing exceeded the path MTU"
+    );
+    // One byte more does not fit one overlay packet: the kernel fragments the inner packet
+    // before the TUN, and the fragments still arrive and reassemble.
+    payload.push(0xab);
+    send(&client, &payload, echo_addr);
+    let (back, _) = recv(&client);
+    assert_eq!(
+        back, payload,
+        "a datagram one byte over the MTU arrives fragmented"
+    );
+    stop.store(true, Ordering::Relaxed);
+    echo_thread.join().expect("echo thread");
+}
+
+#[test]
+fn relay_carries_traffic_when_the_direct_path_is_blackholed() {
+    if !require_root("relay_carries_traffic_when_the_direct_path_is_blackholed") {
+        return;
+    }
+    let c = Cluster::start("drel", 0);
+    tcp_transfer(&c, 0, 1, 1 << 20, 5001);
+    assert_eq!(c.counters(2).relayed_packets, 0, "direct at first");
+
+    c.bed.blackhole(0, 1).expect("blackhole a-b");
+    c.route(VIA_C);
+    let before = c.counters(2);
+    let bytes = 8 << 20;
+    let t = tcp_transfer(&c, 0, 1, bytes, 5002);
+    let after = c.counters(2);
+    println!(
+        "a → c → b: {} MiB in {t:?} = {:.0} Mbit/s",
+        bytes >> 20,
+        mbit_per_s(bytes, t)
+    );
+    let relayed = after.relayed_packets - before.relayed_packets;
+    let min_segments = (bytes / (c.mtu as usize - 40)) as u64;
+    assert!(
+        relayed >= min_segments,
+        "c relayed every data segment: {relayed} < {min_segments}"
+    );
+    assert_eq!(
+        after.rx_packets, before.rx_packets,
+        "relayed traffic is not written to c's own TUN"
+    );
+    assert_eq!(after.drops.hop_limit, 0);
+
+    // Back to direct once the path heals and the tables say so.
+    c.bed.heal(0, 1).expect("heal");
+    c.route(FULL_MESH);
+    let before = c.counters(2).relayed_packets;
+    tcp_transfer(&c, 1, 0, 1 << 20, 5003);
+    assert_eq!(c.counters(2).relayed_packets, before, "direct again");
+}
+
+#[test]
+fn hostile_datagrams_are_counted_and_traffic_keeps_flowing() {
+    if !require_root("hostile_datagrams_are_counted_and_traffic_keeps_flowing") {
+        return;
+    }
+    // Node 3 is on the underlay but not a peer.
+    let c = Cluster::start("dhos", 1);
+    // No traffic before this point, so any delivery would show in rx_packets.
+    let before: Vec<CountersSnapshot> = (0..PEERS).map(|i| c.counters(i)).collect();
+    assert_eq!(
+        before[0].rx_packets + before[1].rx_packets,
+        0,
+        "quiet so far"
+    );
+
+    // Garbage (and one well-formed datagram) from a namespace that is not a peer.
+    let outsider = c.udp(3, SocketAddr::from((Underlay::node_addr(3), 0)));
+    let mut gen = Bytes(99);
+    for len in 0..49 {
+        let mut d = vec![0u8; len * 31];
+        gen.fill(&mut d);
+        send(&outsider, &d, underlay(0));
+    }
+    let good = ipv4_udp(pod_ip(1), pod_ip(0), 9, b"looks legit");
+    send(
+        &outsider,
+        &datagram(Header::ip(name(1).id(), name(0).id()), &good),
+        underlay(0),
+    );
+    let a = c.wait_counters(0, "50 datagrams from a non-peer", |n| {
+        n.drops.not_peer == before[0].drops.not_peer + 50
+    });
+    assert_eq!(a.rx_packets, before[0].rx_packets, "none delivered");
+
+    // From a's crafting socket (an accepted sender) to b: broken headers and inner packets.
+    let craft = c.udp(0, SocketAddr::from((Underlay::node_addr(0), CRAFT_PORT)));
+    let a_to_b = Header::ip(name(0).id(), name(1).id());
+    let target = SocketAddr::from((node_ip(1), 7002));
+    let ok_packet = ipv4_udp(pod_ip(0), node_ip(1), 7002, b"legit");
+    for len in 0..HEADER_LEN {
+        send(&craft, &datagram(a_to_b, &ok_packet)[..len], underlay(1));
+    }
+    let mut d = datagram(a_to_b, &ok_packet);
+    d[0] = VERSION + 1;
+    send(&craft, &d, underlay(1));
+    let mut d = datagram(a_to_b, &ok_packet);
+    d[1] = 0x7f;
+    send(&craft, &d, underlay(1));
+    send(&craft, &datagram(a_to_b, &[0x45; 10]), underlay(1));
+    send(
+        &craft,
+        &datagram(a_to_b, &ok_packet[..ok_packet.len() - 1]),
+        underlay(1),
+    );
+    let b = c.wait_counters(1, "broken headers and inner packets", |n| {
+        n.drops.malformed == before[1].drops.malformed + HEADER_LEN as u64 + 2
+            && n.drops.bad_version == before[1].drops.bad_version + 1
+            && n.drops.bad_kind == before[1].drops.bad_kind + 1
+    });
+    assert_eq!(b.rx_packets, before[1].rx_packets, "none delivered");
+
+    // A correct header with a spoofed inner source (c's block), then one for an address
+    // outside b's block, then the same packet with a true source: only the last arrives.
+    let listener = c.udp(1, target);
+    let spoofed = ipv4_udp(pod_ip(2), node_ip(1), 7002, b"spoofed");
+    send(&craft, &datagram(a_to_b, &spoofed), underlay(1));
+    let elsewhere = ipv4_udp(pod_ip(0), pod_ip(2), 7002, b"not for b");
+    send(&craft, &datagram(a_to_b, &elsewhere), underlay(1));
+    send(&craft, &datagram(a_to_b, &ok_packet), underlay(1));
+    let (got, from) = recv(&listener);
+    assert_eq!(
+        (got.as_slice(), from),
+        (&b"legit"[..], SocketAddr::from((pod_ip(0), 4000))),
+        "the spoofed datagram was not delivered; the true one was"
+    );
+    let b = c.wait_counters(1, "spoofed and not-local drops", |n| {
+        n.drops.spoofed == before[1].drops.spoofed + 1
+            && n.drops.not_local == before[1].drops.not_local + 1
+    });
+    assert_eq!(b.rx_packets, before[1].rx_packets + 1);
+
+    // Relayed through c: hop limit 1 is dropped there, hop limit 2 goes on to b.
+    let mut last_hop = a_to_b;
+    last_hop.hop_limit = 1;
+    let hop1 = ipv4_udp(pod_ip(0), node_ip(1), 7002, b"hop limit 1");
+    send(&craft, &datagram(last_hop, &hop1), underlay(2));
+    let c_counters = c.wait_counters(2, "hop-limit drop", |n| {
+        n.drops.hop_limit == before[2].drops.hop_limit + 1
+    });
+    assert_eq!(c_counters.relayed_packets, before[2].relayed_packets);
+    last_hop.hop_limit = 2;
+    let hop2 = ipv4_udp(pod_ip(0), node_ip(1), 7002, b"hop limit 2");
+    send(&craft, &datagram(last_hop, &hop2), underlay(2));
+    let (got, _) = recv(&listener);
+    assert_eq!(
+        got, b"hop limit 2",
+        "the hop-limit-1 datagram never arrived"
+    );
+    assert_eq!(c.counters(2).relayed_packets, before[2].relayed_packets + 1);
+
+    // Traffic keeps flowing, and the good traffic after all that adds no drops.
+    let marks: Vec<CountersSnapshot> = (0..PEERS).map(|i| c.counters(i)).collect();
+    tcp_transfer(&c, 0, 1, 4 << 20, 5001);
+    tcp_transfer(&c, 2, 1, 1 << 20, 5002);
+    for (i, mark) in marks.iter().enumerate() {
+        assert_eq!(
+            c.counters(i).total_drops(),
+            mark.total_drops(),
+            "good traffic is not dropped on {}",
+            NAMES[i]
+        );
+    }
+}
+
+#[test]
+fn shutdown_is_prompt_under_load_and_removes_device_and_socket() {
+    if !require_root("shutdown_is_prompt_under_load_and_removes_device_and_socket") {
+        return;
+    }
+    let mut c = Cluster::start("dstp", 0);
+    // Keep a UDP flood a → b going while a and b shut down.
+    let flood = c.udp(0, SocketAddr::from((node_ip(0), 0)));
+    let sink = SocketAddr::from((node_ip(1), 9));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flood = stop.clone();
+    let payload = vec![0x5a; c.mtu as usize - 28];
+    let flooder = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stop_flood.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let _ = flood.send_to(&payload, sink);
+        }
+    });
+    c.wait_counters(0, "flood under way", |n| n.tx_packets > 1000);
+    for i in [0, 1] {
+        let dp = c.datapaths.remove(0);
+        let start = Instant::now();
+        dp.shutdown();
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "node {i} shut down in {took:?}"
+        );
+        let links = c.bed.nodes[i].ip(&["-o", "link", "show"]).expect("ip link");
+        assert!(!links.contains(TUN), "{TUN} is gone from node {i}: {links}");
+        // The UDP port is free again.
+        c.udp(i, SocketAddr::from(([0, 0, 0, 0], PORT)));
+    }
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().expect("flooder");
+    // An idle data path (c) too.
+    let dp = c.datapaths.remove(0);
+    let start = Instant::now();
+    dp.shutdown();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "idle shutdown took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn configure_tun_is_idempotent_and_follows_a_claim_change() {
+    if !require_root("configure_tun_is_idempotent_and_follows_a_claim_change") {
+        return;
+    }
+    let ns = Netns::create(&unique_prefix("dcfg")).expect("netns");
+    let me = name(0).id();
+    let dp = ns
+        .run(move || {
+            let config = DatapathConfig {
+                iface: TUN.into(),
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                mtu: 1400,
+            };
+            Datapath::start(config, ForwardingTable::empty(me, cluster_net(), 24))
+        })
+        .expect("thread")
+        .expect("data path");
+    assert_eq!(dp.iface(), TUN);
+    assert_ne!(dp.local_addr().port(), 0, "bound port reported");
+    let configure = |addr: Option<Ipv4Addr>, mtu: u32| {
+        ns.run(move || runtime().block_on(netlink::configure_tun(TUN, mtu, addr, cluster_net())))
+            .expect("thread")
+            .unwrap_or_else(|e| panic!("configure_tun({addr:?}): {e}"));
+    };
+    let show = |what: &[&str]| ns.ip(what).expect("ip");
+    configure(Some(node_ip(0)), 1400);
+    configure(Some(node_ip(0)), 1400);
+    let addrs = show(&["-4", "-o", "addr", "show", "dev", TUN]);
+    assert_eq!(
+        addrs.lines().count(),
+        1,
+        "one address after two calls: {addrs}"
+    );
+    assert!(addrs.contains("10.32.1.1/32"), "{addrs}");
+    let v6 = show(&["-6", "-o", "addr", "show", "dev", TUN]);
+    assert_eq!(v6.trim(), "", "no IPv6 (link-local) address on the TUN");
+    let link = show(&["-o", "link", "show", TUN]);
+    assert!(link.contains("mtu 1400") && link.contains(",UP"), "{link}");
+    assert!(link.contains("qlen 5000"), "txqueuelen raised: {link}");
+    let routes = show(&["-4", "route", "show", "10.32.0.0/12"]);
+    assert_eq!(
+        routes.trim(),
+        format!("10.32.0.0/12 dev {TUN} proto static scope link src 10.32.1.1"),
+    );
+
+    // The claim moved: new address, the old one gone, the route follows; new MTU.
+    configure(Some(node_ip(2)), 1300);
+    let addrs = show(&["-4", "-o", "addr", "show", "dev", TUN]);
+    assert!(
+        addrs.contains("10.32.3.1/32") && !addrs.contains("10.32.1.1"),
+        "{addrs}"
+    );
+    let routes = show(&["-4", "route", "show", "10.32.0.0/12"]);
+    assert_eq!(
+        routes.trim(),
+        format!("10.32.0.0/12 dev {TUN} proto static scope link src 10.32.3.1"),
+    );
+    assert!(show(&["-o", "link", "show", TUN]).contains("mtu 1300"));
+
+    // No claim: no address, the route stays (without a source).
+    configure(None, 1300);
+    assert_eq!(show(&["-4", "-o", "addr", "show", "dev", TUN]).trim(), "");
+    let routes = show(&["-4", "route", "show", "10.32.0.0/12"]);
+    assert_eq!(
+        routes.trim(),
+        format!("10.32.0.0/12 dev {TUN} proto static scope link")
+    );
+    dp.shutdown();
+}
+
+#[test]
+fn errors_say_what_failed() {
+    if !require_root("errors_say_what_failed") {
+        return;
+    }
+    let ns = Netns::create(&unique_prefix("derr")).expect("netns");
+    ns.ip(&["link", "add", "br9", "type", "bridge"])
+        .expect("bridge link");
+    let me = name(0).id();
+    let start = move |iface: &str, listen: &str| {
+        let config = DatapathConfig {
+            iface: iface.into(),
+            listen: listen.parse().expect("addr"),
+            mtu: 1400,
+        };
+        Datapath::start(config, ForwardingTable::empty(me, cluster_net(), 24))
+    };
+    let results = ns
+        .run(move || {
+            (
+                start("ovl0", "10.1.2.3:6783").map(drop),
+                start("a-name-too-long0", "127.0.0.1:0").map(drop),
+                start("br9", "127.0.0.1:0").map(drop),
+                runtime().block_on(netlink::configure_tun("nope0", 1400, None, cluster_net())),
+                runtime().block_on(netlink::underlay_mtu(IpAddr::from([10, 1, 2, 3]))),
+            )
+        })
+        .expect("thread");
+    let (bind, long, not_tun, no_link, no_addr) = results;
+    let bind = bind.expect_err("address not on this host");
+    assert!(matches!(bind, DatapathError::Bind { .. }), "{bind:?}");
+    assert!(bind.to_string().contains("10.1.2.3:6783"), "{bind}");
+    let long = long.expect_err("name too long");
+    assert!(
+        matches!(long, DatapathError::InvalidName { .. }),
+        "{long:?}"
+    );
+    let not_tun = not_tun.expect_err("br9 is not a TUN device");
+    assert!(
+        matches!(not_tun, DatapathError::TunCreate { .. }),
+        "{not_tun:?}"
+    );
+    assert!(not_tun.to_string().contains("br9"), "{not_tun}");
+    let no_link = no_link.expect_err("no such link");
+    assert!(
+        matches!(no_link, NetlinkError::NoSuchLink { .. }),
+        "{no_link:?}"
+    );
+    let no_addr = no_addr.expect_err("no interface holds it");
+    assert!(
+        matches!(no_addr, NetlinkError::NoInterfaceWithAddress { .. }),
+        "{no_addr:?}"
+    );
+}
