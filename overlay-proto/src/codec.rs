@@ -47,6 +47,7 @@
 //! | 2    | [`Message::Heartbeat`]    | [`Heartbeat`] |
 //! | 3    | [`Message::HeartbeatAck`] | [`Heartbeat`] |
 //! | 4    | [`Message::Leave`]        | (none)        |
+//! | 5    | [`Message::Digest`]       | [`Digest`]    |
 //!
 //! A type this build does not know decodes to `Ok(None)` and is skipped, so new messages can be
 //! rolled out without breaking older peers. For known types the payload must fill the body
@@ -94,6 +95,7 @@ mod ty {
     pub const HEARTBEAT: u8 = 2;
     pub const HEARTBEAT_ACK: u8 = 3;
     pub const LEAVE: u8 = 4;
+    pub const DIGEST: u8 = 5;
 }
 
 /// Why bytes could not be decoded, or a message not encoded.
@@ -222,6 +224,10 @@ pub fn encode_message(msg: &Message, out: &mut Vec<u8>) -> Result<(), CodecError
             out.push(ty::LEAVE);
             Ok(())
         }
+        Message::Digest(d) => {
+            out.push(ty::DIGEST);
+            append_postcard(d, out, cap).map_err(|_| payload_size(d))
+        }
     };
     match written {
         Ok(()) => close_frame(out, start, MAX_FRAME_LEN),
@@ -247,6 +253,7 @@ pub fn decode_message(body: &[u8]) -> Result<Option<Message>, CodecError> {
         ty::GOSSIP => Message::Gossip(decode_payload(ty, payload)?),
         ty::HEARTBEAT => Message::Heartbeat(decode_payload(ty, payload)?),
         ty::HEARTBEAT_ACK => Message::HeartbeatAck(decode_payload(ty, payload)?),
+        ty::DIGEST => Message::Digest(decode_payload(ty, payload)?),
         ty::LEAVE if payload.is_empty() => Message::Leave,
         ty::LEAVE => {
             return Err(CodecError::TrailingBytes {
@@ -451,7 +458,7 @@ impl FrameBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Gossip, Heartbeat, PROTOCOL_MAX, PROTOCOL_MIN};
+    use crate::message::{Digest, DigestEntry, Gossip, Heartbeat, PROTOCOL_MAX, PROTOCOL_MIN};
     use crate::peer::PeerName;
     use crate::topology::{Claim, PeerRecord};
     use ipnet::Ipv4Net;
@@ -544,7 +551,16 @@ mod tests {
         0x04, // type Leave
     ];
 
-    fn message_fixtures() -> [(&'static [u8], Message); 4] {
+    static DIGEST_FRAME: [u8; 12] = [
+        0x00, 0x00, 0x00, 0x08, // body length 8
+        0x05, // type Digest
+        0x01, // 1 entry
+        0x02, b'a', b'1', // name "a1"
+        0x03, // version 3
+        0xb4, 0x24, // instance 0x1234
+    ];
+
+    fn message_fixtures() -> [(&'static [u8], Message); 5] {
         [
             (&GOSSIP_FRAME, fixture_gossip()),
             (&HEARTBEAT_FRAME, Message::Heartbeat(Heartbeat { seq: 300 })),
@@ -553,6 +569,16 @@ mod tests {
                 Message::HeartbeatAck(Heartbeat { seq: 300 }),
             ),
             (&LEAVE_FRAME, Message::Leave),
+            (
+                &DIGEST_FRAME,
+                Message::Digest(Digest {
+                    entries: vec![DigestEntry {
+                        name: name("a1"),
+                        version: 3,
+                        instance: 0x1234,
+                    }],
+                }),
+            ),
         ]
     }
 
@@ -647,7 +673,7 @@ mod tests {
     #[test]
     fn unknown_message_types_are_skipped() {
         assert_eq!(decode_message(&[0x00]), Ok(None));
-        assert_eq!(decode_message(&[0x05, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_message(&[0x06, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_message(&[0xff]), Ok(None));
     }
 
@@ -952,6 +978,18 @@ mod tests {
             any::<u64>().prop_map(|seq| Message::Heartbeat(Heartbeat { seq })),
             any::<u64>().prop_map(|seq| Message::HeartbeatAck(Heartbeat { seq })),
             Just(Message::Leave),
+            proptest::collection::vec((arb_name(), any::<u64>(), any::<u64>()), 0..5).prop_map(
+                |e| Message::Digest(Digest {
+                    entries: e
+                        .into_iter()
+                        .map(|(name, version, instance)| DigestEntry {
+                            name,
+                            version,
+                            instance
+                        })
+                        .collect()
+                })
+            ),
         ]
     }
 

@@ -64,15 +64,41 @@ pub enum Message {
     HeartbeatAck(Heartbeat),
     /// The sender is shutting down on purpose and will close the connection.
     Leave,
+    /// Which version of every record the sender holds (anti-entropy; see [`Digest`]).
+    Digest(Digest),
 }
 
 /// Topology records carried by gossip.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gossip {
-    /// True when `records` is the sender's whole topology (periodic full exchange).
+    /// True when this answers a [`Digest`]: after it the receiver holds every record the
+    /// sender had that was newer than the digest (the receiver may claim a block then).
     pub full: bool,
     /// The records; the receiver merges each.
     pub records: Vec<PeerRecord>,
+}
+
+/// A summary of the sender's whole topology: one entry per record it holds.
+///
+/// The receiver answers with a [`Gossip`] marked `full` holding every record it has that is
+/// newer than the digest's entry or missing from it (possibly none), and, if the digest shows
+/// records newer than its own or unknown to it, with its own digest so the sender can do the
+/// same. Each exchange moves only what one side lacks, and stops once both hold the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// One entry per record, by name.
+    pub entries: Vec<DigestEntry>,
+}
+
+/// The version of one record, in a [`Digest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    /// Whose record.
+    pub name: PeerName,
+    /// Its version.
+    pub version: u64,
+    /// Its instance.
+    pub instance: u64,
 }
 
 /// Heartbeat payload.

@@ -152,7 +152,7 @@ impl Node {
         );
         self.connected_target(dialed, body.advertise, &body.name);
         self.publish_self();
-        self.send_full_gossip(conn);
+        self.send_digest(conn);
         Ok(())
     }
 

@@ -9,19 +9,58 @@
 //! repairs anything lost.
 
 use super::{ConnId, Node};
-use crate::message::{Gossip, Message};
+use crate::message::{Digest, DigestEntry, Gossip, Message};
 use crate::peer::PeerName;
-use crate::topology::PeerRecord;
+use crate::topology::{PeerRecord, MAX_PEERS};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Most records in one gossip message.
 pub(super) const GOSSIP_CHUNK: usize = 64;
+/// Rough size limit of one gossip message (well under the frame limit).
+pub(super) const GOSSIP_CHUNK_BYTES: usize = 256 << 10;
+
+/// How many neighbours a forwarded record goes to, out of `n`.
+fn forward_fanout(n: usize) -> usize {
+    let log2 = usize::BITS - n.leading_zeros();
+    (2 * log2 as usize).max(3)
+}
+
+/// An upper estimate of a record's encoded size.
+fn approx_wire_len(r: &PeerRecord) -> usize {
+    64 + r.name.as_str().len()
+        + r.connections
+            .iter()
+            .map(|c| c.as_str().len() + 1)
+            .sum::<usize>()
+}
 
 impl Node {
     /// Queues `name`'s record for every neighbour except `except`.
     pub(super) fn queue_gossip(&mut self, name: &PeerName, except: Option<ConnId>) {
         for (id, c) in self.conns.iter_mut() {
             if Some(*id) != except {
+                c.pending_gossip.insert(name.clone());
+            }
+        }
+        self.gossip_queued = true;
+    }
+
+    /// Queues a record learnt from `from` for a random subset of the other neighbours: with
+    /// `2·log2(n)` of them (at least 3) an update still reaches every peer with overwhelming
+    /// probability, at a fraction of the cost of flooding every link; the periodic digest
+    /// exchange repairs the rare miss.
+    fn queue_forward(&mut self, name: &PeerName, from: ConnId) {
+        let mut others: Vec<ConnId> = self.conns.keys().copied().filter(|c| *c != from).collect();
+        let fanout = forward_fanout(self.conns.len());
+        for i in 0..others.len().min(fanout) {
+            let span = (others.len() - i) as u64;
+            let j = i + usize::try_from(self.rng.next_u64() % span).unwrap_or(0);
+            others.swap(i, j);
+        }
+        others.truncate(fanout);
+        for id in others {
+            if let Some(c) = self.conns.get_mut(&id) {
                 c.pending_gossip.insert(name.clone());
             }
         }
@@ -65,30 +104,88 @@ impl Node {
         }
     }
 
-    /// Sends the whole topology to one neighbour.
-    pub(super) fn send_full_gossip(&mut self, conn: ConnId) {
-        let records: Vec<PeerRecord> = self.topology.iter().cloned().collect();
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.pending_gossip.clear();
-        }
-        self.send_records(conn, records, true);
+    /// Sends a digest of the whole topology to one neighbour.
+    pub(super) fn send_digest(&mut self, conn: ConnId) {
+        let entries = self
+            .topology
+            .iter()
+            .map(|r| DigestEntry {
+                name: r.name.clone(),
+                version: r.version,
+                instance: r.instance,
+            })
+            .collect();
+        self.send(conn, Message::Digest(Digest { entries }));
     }
 
-    /// Sends the whole topology to every neighbour.
-    pub(super) fn send_full_gossip_to_all(&mut self) {
+    /// Sends a digest to every neighbour (the periodic full exchange).
+    pub(super) fn send_digest_to_all(&mut self) {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
-            self.send_full_gossip(id);
+            self.send_digest(id);
         }
     }
 
+    /// Answers a digest: the records the sender lacks, and this node's own digest if the
+    /// sender has records this node lacks.
+    pub(super) fn receive_digest(&mut self, from: ConnId, digest: Digest) {
+        let theirs: BTreeMap<&PeerName, (u64, u64)> = digest
+            .entries
+            .iter()
+            .take(MAX_PEERS)
+            .map(|e| (&e.name, (e.version, e.instance)))
+            .collect();
+        let newer_here: Vec<PeerRecord> = self
+            .topology
+            .iter()
+            .filter(|r| {
+                theirs
+                    .get(&r.name)
+                    .is_none_or(|v| (r.version, r.instance) > *v)
+            })
+            .cloned()
+            .collect();
+        let newer_there = theirs.iter().any(|(name, v)| {
+            self.topology
+                .get(name)
+                .is_none_or(|r| *v > (r.version, r.instance))
+        });
+        if let Some(c) = self.conns.get_mut(&from) {
+            for r in &newer_here {
+                c.pending_gossip.remove(&r.name);
+            }
+        }
+        self.send_records(from, newer_here, true);
+        if newer_there {
+            self.send_digest(from);
+        }
+    }
+
+    /// Sends records in messages of at most [`GOSSIP_CHUNK`] records and about
+    /// [`GOSSIP_CHUNK_BYTES`] bytes; a `full` answer is sent even when there is no record.
     fn send_records(&mut self, conn: ConnId, records: Vec<PeerRecord>, full: bool) {
-        for chunk in records.chunks(GOSSIP_CHUNK) {
+        let mut chunk: Vec<PeerRecord> = Vec::new();
+        let mut bytes = 0;
+        let mut sent_any = false;
+        for record in records {
+            let size = approx_wire_len(&record);
+            if !chunk.is_empty()
+                && (chunk.len() >= GOSSIP_CHUNK || bytes + size > GOSSIP_CHUNK_BYTES)
+            {
+                let records = std::mem::take(&mut chunk);
+                self.send(conn, Message::Gossip(Gossip { full, records }));
+                sent_any = true;
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(record);
+        }
+        if !chunk.is_empty() || (full && !sent_any) {
             self.send(
                 conn,
                 Message::Gossip(Gossip {
                     full,
-                    records: chunk.to_vec(),
+                    records: chunk,
                 }),
             );
         }
@@ -114,7 +211,7 @@ impl Node {
             if self.topology.merge(record) {
                 self.stats.records_merged += 1;
                 self.topology_dirty = true;
-                self.queue_gossip(&name, Some(from));
+                self.queue_forward(&name, from);
             }
         }
     }

@@ -176,6 +176,7 @@ impl Node {
             Message::Heartbeat(hb) => self.send(conn, Message::HeartbeatAck(hb)),
             Message::HeartbeatAck(hb) => c.heartbeat_answered(hb, now),
             Message::Gossip(g) => self.receive_gossip(conn, g),
+            Message::Digest(d) => self.receive_digest(conn, d),
             Message::Leave => {
                 self.remove_conn(conn, now);
                 self.outputs
@@ -195,7 +196,7 @@ impl Node {
             self.allow_claim();
         }
         if now >= self.next_full_gossip {
-            self.send_full_gossip_to_all();
+            self.send_digest_to_all();
             self.next_full_gossip = now
                 + self
                     .rng

@@ -187,8 +187,7 @@ impl Sim {
 
     /// Kills node `i`: its connections close at the peers (as when a process dies).
     pub fn kill(&mut self, i: usize) {
-        self.nodes[i].node = None;
-        self.nodes[i].timer_at = None;
+        self.stop(i);
         let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
             .links
             .iter()
@@ -208,6 +207,17 @@ impl Sim {
                 );
             }
         }
+    }
+
+    /// Stops node `i` silently (a power cut): peers notice only by its silence.
+    pub fn kill_silently(&mut self, i: usize) {
+        self.stop(i);
+        self.links.retain(|(n, _), (m, _)| *n != i && *m != i);
+    }
+
+    fn stop(&mut self, i: usize) {
+        self.nodes[i].node = None;
+        self.nodes[i].timer_at = None;
     }
 
     /// Makes nodes `a` and `b` unable to reach each other; open connections go silent.
