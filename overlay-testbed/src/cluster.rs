@@ -262,43 +262,33 @@ impl Cluster {
         netns: &Path,
         netconf: &str,
     ) -> anyhow::Result<(bool, serde_json::Value)> {
+        run_cni(
+            self.cni_command(node, command, container_id, netns),
+            netconf,
+        )
+    }
+
+    /// The command that runs the CNI plugin in node `node` (see [`run_cni`]).
+    pub fn cni_command(
+        &self,
+        node: usize,
+        command: &str,
+        container_id: &str,
+        netns: &Path,
+    ) -> std::process::Command {
         let dir = self
             .bins
             .cni
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut child = self
-            .node(node)
-            .command(&self.bins.cni.to_string_lossy())
-            .env("CNI_COMMAND", command)
+        let mut cmd = self.node(node).command(&self.bins.cni.to_string_lossy());
+        cmd.env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", container_id)
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting overlay-cni")?;
-        child
-            .stdin
-            .take()
-            .context("cni stdin")?
-            .write_all(netconf.as_bytes())?;
-        let out = child.wait_with_output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let json = if text.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "CNI {command} printed no JSON: {text} (stderr: {})",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })?
-        };
-        Ok((out.status.success(), json))
+            .env("CNI_PATH", dir);
+        cmd
     }
 
     /// The default netconf.
@@ -373,4 +363,35 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.workdir);
         }
     }
+}
+
+/// Runs a CNI command with `netconf` on stdin; returns whether it succeeded and its JSON.
+pub fn run_cni(
+    mut cmd: std::process::Command,
+    netconf: &str,
+) -> anyhow::Result<(bool, serde_json::Value)> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting overlay-cni")?;
+    child
+        .stdin
+        .take()
+        .context("cni stdin")?
+        .write_all(netconf.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "CNI printed no JSON: {text} (stderr: {})",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?
+    };
+    Ok((out.status.success(), json))
 }

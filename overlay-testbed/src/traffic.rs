@@ -172,3 +172,62 @@ pub fn udp_echo(
 pub fn tcp_connects(client: &Netns, addr: SocketAddr, timeout: Duration) -> anyhow::Result<bool> {
     client.run(move || TcpStream::connect_timeout(&addr, timeout).is_ok())
 }
+
+/// Sends UDP datagrams with a forged source address and port from inside `ns`, through a raw
+/// socket (the source port may be one an agent has bound). The UDP checksum is left zero
+/// ("none" in IPv4).
+pub fn udp_forged(
+    ns: &Netns,
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    payloads: Vec<Vec<u8>>,
+) -> anyhow::Result<()> {
+    ns.run(move || -> anyhow::Result<()> {
+        // SAFETY: socket() with constant arguments; the fd is owned by `_guard` below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP) };
+        if fd < 0 {
+            bail!("raw socket: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is a valid descriptor we own; OwnedFd closes it once.
+        let _guard = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: sockaddr_in is plain data; zeroed is a valid value.
+        let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        to.sin_family = libc::AF_INET as libc::sa_family_t;
+        to.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
+        // The kernel fills the IP header from the socket; bind it to the forged source address.
+        let mut from = to;
+        from.sin_addr.s_addr = u32::from(*src.ip()).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `from` is a valid sockaddr_in of `len` bytes.
+        if unsafe { libc::bind(fd, (&raw const from).cast(), len) } != 0 {
+            bail!(
+                "bind raw socket to {src}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        for payload in payloads {
+            let total = 8 + payload.len();
+            let mut d = Vec::with_capacity(total);
+            d.extend_from_slice(&src.port().to_be_bytes());
+            d.extend_from_slice(&dst.port().to_be_bytes());
+            d.extend_from_slice(&u16::try_from(total)?.to_be_bytes());
+            d.extend_from_slice(&[0, 0]);
+            d.extend_from_slice(&payload);
+            // SAFETY: d is a valid buffer of d.len() bytes; `to` a valid sockaddr_in.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    d.as_ptr().cast(),
+                    d.len(),
+                    0,
+                    (&raw const to).cast(),
+                    len,
+                )
+            };
+            if n < 0 {
+                bail!("sendto {dst}: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    })?
+}
