@@ -78,8 +78,10 @@ use postcard::ser_flavors::Flavor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Largest accepted frame body.
-pub const MAX_FRAME_LEN: usize = 16 << 20;
+/// Largest accepted frame body. The node keeps gossip messages near 256 KiB and a digest of
+/// the largest topology ([`MAX_PEERS`](crate::topology::MAX_PEERS) records) well below this,
+/// and decoding may take a multiple of the frame in memory, so the cap stays small.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Largest accepted hello frame body (before the peer is known).
 pub const MAX_HELLO_LEN: usize = 4096;
 /// Length of the frame length prefix.
@@ -835,11 +837,11 @@ mod tests {
             Err(CodecError::FrameTooLarge(4097, MAX_HELLO_LEN))
         );
         assert_eq!(
-            frame_len([0x01, 0x00, 0x00, 0x00], MAX_FRAME_LEN),
+            frame_len([0x00, 0x10, 0x00, 0x00], MAX_FRAME_LEN),
             Ok(MAX_FRAME_LEN)
         );
         assert_eq!(
-            frame_len([0x01, 0x00, 0x00, 0x01], MAX_FRAME_LEN),
+            frame_len([0x00, 0x10, 0x00, 0x01], MAX_FRAME_LEN),
             Err(CodecError::FrameTooLarge(MAX_FRAME_LEN + 1, MAX_FRAME_LEN))
         );
         assert_eq!(

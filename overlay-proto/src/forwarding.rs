@@ -40,6 +40,9 @@ pub enum Lookup {
     OutsideCluster,
 }
 
+/// Clusters with at most this many blocks get a dense block index (256 KiB at most).
+const DENSE_BLOCKS: u32 = 1 << 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PeerEntry {
     id: PeerId,
@@ -54,8 +57,12 @@ pub struct ForwardingTable {
     cluster: Ipv4Net,
     subnet_prefix: u8,
     local_block: Option<Ipv4Net>,
-    /// (block index in the cluster, owner), sorted by block index.
-    blocks: Vec<(u32, PeerId)>,
+    /// Per block index of the cluster: 1 + the index in `peers` of its owner, 0 for none.
+    /// Dense (one `u32` per block) when the cluster has at most [`DENSE_BLOCKS`] blocks, so a
+    /// lookup is two loads; otherwise empty and `sparse_blocks` is searched instead.
+    dense_blocks: Vec<u32>,
+    /// (block index, 1 + owner's index in `peers`), sorted, for clusters with many blocks.
+    sparse_blocks: Vec<(u32, u32)>,
     /// One entry per known peer, sorted by id.
     peers: Vec<PeerEntry>,
     /// Underlay addresses datagrams are accepted from, sorted.
@@ -70,7 +77,8 @@ impl ForwardingTable {
             cluster: cluster.trunc(),
             subnet_prefix,
             local_block: None,
-            blocks: Vec::new(),
+            dense_blocks: Vec::new(),
+            sparse_blocks: Vec::new(),
             peers: Vec::new(),
             senders: Vec::new(),
         }
@@ -95,12 +103,10 @@ impl ForwardingTable {
         for (block, (owner, _)) in &owners {
             if owner == me {
                 table.local_block = Some(*block);
-            } else if let Some(index) = table.block_index(block.network()) {
-                table.blocks.push((index, owner.id()));
+            } else {
                 peer_blocks.push((owner.id(), *block));
             }
         }
-        table.blocks.sort_unstable();
         peer_blocks.sort_unstable();
         for record in topology.iter().filter(|r| r.name != *me) {
             let id = record.name.id();
@@ -125,10 +131,32 @@ impl ForwardingTable {
             }
         }
         table.peers.sort_unstable_by_key(|p| p.id);
+        table.index_blocks();
         table.senders.extend_from_slice(extra_senders);
         table.senders.sort_unstable();
         table.senders.dedup();
         table
+    }
+
+    /// Fills the block index from the peers' blocks.
+    fn index_blocks(&mut self) {
+        let count = crate::ipam::block_count(self.cluster, self.subnet_prefix);
+        let dense = count <= DENSE_BLOCKS;
+        if dense {
+            self.dense_blocks = vec![0; count as usize];
+        }
+        for (slot, entry) in self.peers.iter().enumerate() {
+            let Some(index) = entry.block.and_then(|b| self.block_index(b.network())) else {
+                continue;
+            };
+            let slot = u32::try_from(slot + 1).unwrap_or(0);
+            if dense {
+                self.dense_blocks[index as usize] = slot;
+            } else {
+                self.sparse_blocks.push((index, slot));
+            }
+        }
+        self.sparse_blocks.sort_unstable();
     }
 
     /// The local peer's id.
@@ -167,13 +195,22 @@ impl ForwardingTable {
         let Some(index) = self.block_index(dst) else {
             return Lookup::OutsideCluster;
         };
-        let Ok(i) = self.blocks.binary_search_by_key(&index, |(b, _)| *b) else {
+        let slot = if self.dense_blocks.is_empty() {
+            self.sparse_blocks
+                .binary_search_by_key(&index, |(b, _)| *b)
+                .map_or(0, |i| self.sparse_blocks[i].1)
+        } else {
+            self.dense_blocks.get(index as usize).copied().unwrap_or(0)
+        };
+        let Some(entry) = (slot as usize)
+            .checked_sub(1)
+            .and_then(|i| self.peers.get(i))
+        else {
             return Lookup::NoOwner;
         };
-        let peer = self.blocks[i].1;
-        match self.next_hop(peer) {
+        match entry.next_hop {
             Some(next_hop) => Lookup::Remote {
-                dst: peer,
+                dst: entry.id,
                 next_hop,
             },
             None => Lookup::Unreachable,
@@ -324,5 +361,22 @@ mod tests {
             Lookup::Remote { dst, .. } if dst == name("b").id()
         ));
         assert_eq!(table.block_of(name("c").id()), None);
+    }
+
+    #[test]
+    fn clusters_with_many_blocks_use_the_sparse_index_with_the_same_answers() {
+        let mut t = Topology::new();
+        t.merge(record("a", 1, Some("10.0.0.16/28"), &["b"]));
+        t.merge(record("b", 2, Some("10.200.7.32/28"), &["a"]));
+        let routes = compute_routes(&t, &name("a"));
+        // A /8 of /28 blocks: 2^20 blocks, too many for the dense index.
+        let table = ForwardingTable::build(&name("a"), &t, &routes, net("10.0.0.0/8"), 28, &[]);
+        assert!(table.dense_blocks.is_empty());
+        assert!(matches!(
+            table.lookup(Ipv4Addr::new(10, 200, 7, 40)),
+            Lookup::Remote { dst, .. } if dst == name("b").id()
+        ));
+        assert_eq!(table.lookup(Ipv4Addr::new(10, 200, 7, 50)), Lookup::NoOwner);
+        assert_eq!(table.lookup(Ipv4Addr::new(10, 0, 0, 17)), Lookup::Local);
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Data-path counters, summed over threads.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct CountersSnapshot {
     /// Packets read from the TUN and sent to a peer.
     pub tx_packets: u64,
@@ -26,7 +26,7 @@ pub struct CountersSnapshot {
 }
 
 /// Drops by reason.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DropCounters {
     /// Datagram from an address that is not a current peer.
     pub not_peer: u64,
