@@ -659,8 +659,21 @@ fn shutdown_is_prompt_under_load_and_removes_device_and_socket() {
         );
         let links = c.bed.nodes[i].ip(&["-o", "link", "show"]).expect("ip link");
         assert!(!links.contains(TUN), "{TUN} is gone from node {i}: {links}");
-        // The UDP port is free again.
-        c.udp(i, SocketAddr::from(([0, 0, 0, 0], PORT)));
+        // The UDP port is free again. (Bounded retry: a child process that another test
+        // thread is forking may hold a copy of the socket until its exec closes it.)
+        let node = &c.bed.nodes[i];
+        overlay_testbed::wait::until(
+            &format!("port {PORT} to be free in node {i}"),
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            || {
+                let bound = node
+                    .run(move || UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], PORT))))
+                    .map_err(|e| e.to_string())?;
+                Ok(bound.ok().map(drop))
+            },
+        )
+        .expect("socket closed by shutdown");
     }
     stop.store(true, Ordering::Relaxed);
     flooder.join().expect("flooder");
