@@ -8,7 +8,9 @@ mod text;
 
 pub use text::render;
 
+use crate::datapath::CountersSnapshot;
 use ipnet::Ipv4Net;
+use overlay_proto::node::NodeStats;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -41,9 +43,9 @@ pub struct Status {
     pub rejected_connections: u64,
     /// Control-plane counters.
     #[serde(default)]
-    pub control: ControlStats,
+    pub control: NodeStats,
     /// Data-path counters (`tx_packets`, `rx_packets`, `drops`, ...).
-    pub datapath: serde_json::Value,
+    pub datapath: CountersSnapshot,
 }
 
 /// Another peer as this node sees it.
@@ -126,25 +128,6 @@ pub struct TargetStatus {
     pub last_error: Option<String>,
     /// Seconds until the next attempt, when waiting.
     pub retry_in_secs: Option<u64>,
-}
-
-/// Counters of the control plane since start.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ControlStats {
-    /// Gossip messages received.
-    pub gossip_received: u64,
-    /// Gossip messages sent.
-    pub gossip_sent: u64,
-    /// Received records that changed the topology.
-    pub records_merged: u64,
-    /// Received records rejected by validation.
-    pub records_rejected: u64,
-    /// Connections closed because the peer went silent.
-    pub heartbeat_timeouts: u64,
-    /// Handshakes refused (self, duplicate, mismatched cluster).
-    pub refused: u64,
-    /// Times this node had to pick another block because its claim lost.
-    pub claim_conflicts: u64,
 }
 
 /// A 64-bit instance id as shown in status (fits JSON numbers of every parser).

@@ -167,8 +167,7 @@ impl<H: Host> Driver<H> {
                     ready: self.ready.get(),
                     mtu: self.mtu,
                     rejected_connections: self.rejected.load(Ordering::Relaxed),
-                    datapath: serde_json::to_value(self.host.counters())
-                        .unwrap_or(serde_json::Value::Null),
+                    datapath: self.host.counters(),
                 };
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
             }

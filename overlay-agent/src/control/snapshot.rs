@@ -1,8 +1,8 @@
 //! The [`Status`] of a node, built from its state.
 
+use crate::datapath::CountersSnapshot;
 use crate::status::{
-    instance_hex, ConnectionStatus, ControlStats, Direction, PeerStatus, Status, TargetState,
-    TargetStatus,
+    instance_hex, ConnectionStatus, Direction, PeerStatus, Status, TargetState, TargetStatus,
 };
 use ipnet::Ipv4Net;
 use overlay_proto::ipam::{block_owners, node_address};
@@ -21,7 +21,7 @@ pub struct Extra {
     /// Accepted connections closed at once.
     pub rejected_connections: u64,
     /// Data-path counters.
-    pub datapath: serde_json::Value,
+    pub datapath: CountersSnapshot,
 }
 
 /// The status of `node` at `now`.
@@ -106,20 +106,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
             })
             .collect(),
         rejected_connections: extra.rejected_connections,
-        control: control_stats(node),
+        control: node.stats().clone(),
         datapath: extra.datapath,
-    }
-}
-
-fn control_stats(node: &Node) -> ControlStats {
-    let s = node.stats();
-    ControlStats {
-        gossip_received: s.gossip_received,
-        gossip_sent: s.gossip_sent,
-        records_merged: s.records_merged,
-        records_rejected: s.records_rejected,
-        heartbeat_timeouts: s.heartbeat_timeouts,
-        refused: s.refused,
-        claim_conflicts: s.claim_conflicts,
     }
 }

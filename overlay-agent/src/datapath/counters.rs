@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Data-path counters, summed over threads.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct CountersSnapshot {
     /// Packets read from the TUN and sent to a peer.
     pub tx_packets: u64,
@@ -27,6 +28,7 @@ pub struct CountersSnapshot {
 
 /// Drops by reason.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct DropCounters {
     /// Datagram from an address that is not a current peer.
     pub not_peer: u64,

@@ -1,7 +1,7 @@
 //! The text view of [`Status`] printed by `overlay-agent status`.
 
 use super::{Status, TargetState};
-use serde_json::Value;
+use crate::datapath::CountersSnapshot;
 use std::fmt::Write;
 
 /// Renders `s` for a person: a header of `Key: value` lines, then one line per peer.
@@ -145,20 +145,15 @@ fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N
     }
 }
 
-fn datapath_summary(d: &Value) -> String {
-    let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
-    let drops: u64 = d
-        .get("drops")
-        .and_then(Value::as_object)
-        .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
+fn datapath_summary(d: &CountersSnapshot) -> String {
     format!(
         "tx {} packets ({}), rx {} packets ({}), relayed {}, dropped {}",
-        n("tx_packets"),
-        bytes(n("tx_bytes")),
-        n("rx_packets"),
-        bytes(n("rx_bytes")),
-        n("relayed_packets"),
-        drops
+        d.tx_packets,
+        bytes(d.tx_bytes),
+        d.rx_packets,
+        bytes(d.rx_bytes),
+        d.relayed_packets,
+        d.total_drops()
     )
 }
 
@@ -180,6 +175,7 @@ fn bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::DropCounters;
     use crate::status::{ConnectionStatus, Direction, PeerStatus, TargetStatus};
 
     fn sample() -> Status {
@@ -234,10 +230,18 @@ mod tests {
             }],
             rejected_connections: 0,
             control: Default::default(),
-            datapath: serde_json::json!({
-                "tx_packets": 10, "tx_bytes": 2048, "rx_packets": 9, "rx_bytes": 100,
-                "relayed_packets": 1, "drops": {"not_peer": 2, "spoofed": 1}
-            }),
+            datapath: CountersSnapshot {
+                tx_packets: 10,
+                tx_bytes: 2048,
+                rx_packets: 9,
+                rx_bytes: 100,
+                relayed_packets: 1,
+                drops: DropCounters {
+                    not_peer: 2,
+                    spoofed: 1,
+                    ..Default::default()
+                },
+            },
         }
     }
 
@@ -277,7 +281,7 @@ Failing targets:
         assert_eq!(p["reachable"], true);
         assert_eq!(p["next_hop"], "node-c");
         assert_eq!(p["hops"], 2);
-        assert_eq!(v["peers"][1]["subnet"], Value::Null);
+        assert_eq!(v["peers"][1]["subnet"], serde_json::Value::Null);
         assert_eq!(v["connections"][0]["direction"], "outbound");
         assert_eq!(v["targets"][0]["state"], "waiting");
         let back: Status = serde_json::from_value(v).expect("deserialize");

@@ -44,7 +44,7 @@ use targets::Target;
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Counters of the control plane, for status and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeStats {
     /// Gossip messages received.
     pub gossip_received: u64,
