@@ -20,7 +20,8 @@
 //! decrements it and drops the datagram instead of forwarding it with zero left, so a
 //! routing loop cannot amplify traffic. Source and destination are [`PeerId`]s of the
 //! originating and the final agent, so a relay forwards without looking at the payload.
-//! `flags` bits not defined for the kind must be zero when sent and are ignored when received.
+//! `flags` bits not defined for the kind must be zero when sent and are ignored when received;
+//! for [`Kind::Ip`], bit 0 is [`FLAG_CSUM_PARTIAL`].
 //!
 //! After [`Header::parse`] succeeds, the payload is `buf[HEADER_LEN..]`; parse never panics.
 
@@ -32,6 +33,11 @@ pub const HEADER_LEN: usize = 20;
 pub const VERSION: u8 = 1;
 /// Hop limit set by the originating agent.
 pub const DEFAULT_HOP_LIMIT: u8 = 16;
+/// Flag of [`Kind::Ip`]: the inner packet's TCP or UDP checksum is *partial* — it holds only
+/// the pseudo-header sum, as the sender's kernel left it for offload. The receiver hands the
+/// packet to its TUN marked "checksum needed" instead of verifying it; the payload is
+/// protected in transit by the outer UDP checksum.
+pub const FLAG_CSUM_PARTIAL: u8 = 0x01;
 
 mod field {
     use std::ops::Range;

@@ -12,6 +12,8 @@
 //! - [`routing`]: shortest paths over established connections.
 //! - [`ipam`]: block claims among nodes, pod addresses within a block.
 //! - [`forwarding`]: the per-packet lookup table handed to the data path.
+//! - [`vnet`], [`segment`], [`coalesce`]: the fast path's TUN offload header, splitting of
+//!   super-packets into datagrams for UDP GSO, and coalescing of received segments.
 //! - [`node`]: the control-plane state machine of one agent.
 //! - [`api`]: JSON bodies of the agent's local IPAM API (used by the CNI plugin).
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@
 
 pub mod api;
 pub mod codec;
+pub mod coalesce;
 pub mod forwarding;
 pub mod header;
 pub mod ipam;
@@ -27,6 +30,8 @@ pub mod node;
 pub mod peer;
 mod rng;
 pub mod routing;
+pub mod segment;
 pub mod topology;
+pub mod vnet;
 
 pub use peer::{PeerId, PeerName};
