@@ -229,3 +229,55 @@ fn split_brain_claims_on_one_block_are_settled_when_partitions_meet() {
         "node-003 < node-008 wins equal epochs"
     );
 }
+
+#[test]
+fn a_block_gone_for_good_is_reused_only_when_the_range_is_full_and_wins_over_its_old_owner() {
+    let mut s = Sim::new(8, Conditions::default());
+    // Four /24 blocks in all.
+    s.cluster = "10.32.0.0/22".parse().expect("cidr");
+    s.timing.reclaim_after = Duration::from_secs(120);
+    for i in 0..4 {
+        s.add_node(if i == 0 { &[] } else { &[0] });
+    }
+    for i in 0..4 {
+        s.start(i);
+    }
+    s.run_until_true(Duration::from_secs(30), Sim::converged)
+        .unwrap_or_else(|| panic!("four agents did not converge ({})", describe(&s)));
+    let gone = s.node(3).claim().expect("node 3 has a block");
+
+    // Node 3 disappears for good; node 4 arrives and finds the range full.
+    s.kill(3);
+    s.add_node(&[0]);
+    s.start(4);
+    s.run_for(Duration::from_secs(60));
+    assert_eq!(
+        s.node(4).claim(),
+        None,
+        "no block is taken over before the reclaim delay"
+    );
+    let took = s
+        .run_until_true(Duration::from_secs(120), |s| s.node(4).claim().is_some())
+        .expect("node 4 takes the block of the peer gone for good");
+    let taken = s.node(4).claim().expect("claim");
+    assert_eq!(taken.block, gone.block);
+    assert_eq!(taken.epoch, gone.epoch + 1);
+    println!(
+        "block of a peer gone for good reused {:.0} s after it was free to take",
+        took.as_secs_f64()
+    );
+
+    // The old owner returns with its persisted claim: the newer epoch wins, and with no free
+    // block left it stays without one instead of taking anyone else's.
+    s.start(3);
+    s.run_for(Duration::from_secs(30));
+    assert_eq!(s.node(4).claim(), Some(taken), "the taker keeps the block");
+    assert_eq!(s.node(3).claim(), None, "the returning owner has no block");
+    let blocks: BTreeSet<_> = s
+        .alive()
+        .iter()
+        .filter_map(|&i| s.node(i).claim())
+        .map(|c| c.block)
+        .collect();
+    assert_eq!(blocks.len(), 4, "every block has exactly one owner");
+}
