@@ -13,13 +13,17 @@
 //! - [`cluster`]: a whole overlay cluster: agents on the nodes, pods attached by CNI.
 //! - [`http`]: requests to an agent's local API inside a namespace.
 //! - [`traffic`]: checksummed TCP transfers and UDP echoes between namespaces.
+//! - [`vxlan`]: kernel VXLAN between underlay nodes with a pod per node (the benchmark reference).
+//! - [`iperf`]: throughput (iperf3) and round-trip time (ping) between namespaces.
 
 pub mod cluster;
 pub mod http;
+pub mod iperf;
 pub mod netns;
 pub mod process;
 pub mod traffic;
 pub mod underlay;
+pub mod vxlan;
 pub mod wait;
 
 pub use cluster::{Binaries, Cluster};

@@ -1,0 +1,833 @@
+//! The data-path benchmark: our overlay against kernel VXLAN and the bare underlay, in one run,
+//! on identical namespace underlays. Run it with `scripts/bench.sh` (as root; it installs
+//! iperf3 and ping and builds the release binaries first).
+//!
+//! - **overlay**: a two-node [`Cluster`] (real agents, pods attached by the CNI plugin);
+//!   iperf3 and ping from the pod on node 0 to the pod on node 1.
+//! - **kernel VXLAN**: a [`VxlanNet`] on a second, identical [`Underlay`], pods wired the same
+//!   way (pod veth → node bridge → route → vxlan → underlay → vxlan → bridge → pod): the
+//!   reference every ratio is taken against.
+//! - **underlay**: node 0 to node 1 of the VXLAN bed directly (veth → bridge → veth).
+//! - with `--ablation`: one more overlay cluster per offload technique, its agents started
+//!   with `OVERLAY_DATAPATH_DISABLE=<technique>`.
+//!
+//! Each run measures every path once (one TCP stream, four streams, then ping), the paths in a
+//! rotating order, so that noise on this shared machine hits all of them alike; the report
+//! gives medians over the runs. While iperf3 runs through an overlay cluster, its agents'
+//! resident memory is sampled. The report is Markdown, on stdout; progress goes to stderr.
+//!
+//! Everything lives in namespaces with a unique prefix and is removed on every exit path:
+//! errors, panics, and SIGINT/SIGTERM/SIGHUP (caught, so destructors run).
+
+use anyhow::{bail, Context};
+use overlay_testbed::iperf::{self, IperfServer, Rtt, Throughput};
+use overlay_testbed::vxlan::{self, VxlanNet};
+use overlay_testbed::{Binaries, Cluster, Netns, Underlay};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The agent's switch for turning data-path techniques off (comma-separated values).
+const DISABLE_ENV: &str = "OVERLAY_DATAPATH_DISABLE";
+/// The techniques, one ablation row each.
+const TECHNIQUES: [&str; 4] = ["tun-offload", "udp-gso", "udp-gro", "coalesce"];
+/// Pings per run, and their interval in seconds.
+const PINGS: u32 = 20;
+const PING_INTERVAL: f64 = 0.05;
+/// How often agent memory is sampled during the iperf3 runs.
+const RSS_EVERY: Duration = Duration::from_millis(50);
+
+const USAGE: &str = "\
+usage: bench [--runs N] [--secs S] [--ablation]   (as root; normally via scripts/bench.sh)
+
+  --runs N     measure every path N times, interleaved, and report medians (default 5)
+  --secs S     seconds per iperf3 run (default 5)
+  --ablation   also measure the overlay with each data-path technique switched off
+               (OVERLAY_DATAPATH_DISABLE=tun-offload|udp-gso|udp-gro|coalesce), one row each
+
+Prints a Markdown table on stdout (progress on stderr). Every namespace it creates is
+removed on exit, Ctrl-C included.";
+
+#[derive(Debug, Clone, PartialEq)]
+struct Args {
+    runs: usize,
+    secs: u32,
+    ablation: bool,
+}
+
+fn main() {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    interrupt::catch();
+    // `run` owns every namespace: they are gone by the time it returns.
+    match run(&args) {
+        Ok((report, 0)) => print!("{report}"),
+        Ok((report, failed)) => {
+            print!("{report}");
+            eprintln!("bench: {failed} measurement(s) failed (see the report)");
+            std::process::exit(1);
+        }
+        Err(_) if interrupt::happened() => {
+            eprintln!("bench: interrupted; everything it created is removed");
+            std::process::exit(130);
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
+    let mut a = Args {
+        runs: 5,
+        secs: 5,
+        ablation: false,
+    };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> anyhow::Result<String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--runs" => {
+                a.runs = value("--runs")?
+                    .parse()
+                    .context("--runs takes a whole number")?;
+            }
+            "--secs" => {
+                a.secs = value("--secs")?
+                    .parse()
+                    .context("--secs takes a whole number of seconds")?;
+            }
+            "--ablation" => a.ablation = true,
+            "-h" | "--help" => return Ok(None),
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    if a.runs == 0 || a.secs == 0 {
+        bail!("--runs and --secs must be at least 1");
+    }
+    Ok(Some(a))
+}
+
+/// SIGINT, SIGTERM and SIGHUP set a flag instead of killing the process, so that every
+/// namespace is removed by the destructors; the bench checks the flag between steps.
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+    // The C library's signal(3) (glibc: BSD semantics, the handler stays installed); declared
+    // here because this crate does not depend on the libc crate.
+    extern "C" {
+        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+    }
+
+    extern "C" fn on_signal(_signum: i32) {
+        // Only an atomic store: async-signal-safe.
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    }
+
+    /// Installs the handler for SIGHUP (1), SIGINT (2) and SIGTERM (15).
+    pub fn catch() {
+        for signum in [1, 2, 15] {
+            // SAFETY: installs a handler that only stores to an atomic.
+            unsafe {
+                signal(signum, on_signal);
+            }
+        }
+    }
+
+    /// True once a signal arrived.
+    pub fn happened() -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
+
+    /// Fails once a signal arrived.
+    pub fn check() -> anyhow::Result<()> {
+        if happened() {
+            anyhow::bail!("interrupted");
+        }
+        Ok(())
+    }
+}
+
+/// Which path a series measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Pod to pod through overlay cluster number `.0` of the bed.
+    Overlay(usize),
+    /// Pod to pod through kernel VXLAN.
+    Vxlan,
+    /// Node to node on the VXLAN bed's underlay.
+    Underlay,
+}
+
+/// Everything measured on one path.
+#[derive(Debug)]
+struct Series {
+    label: String,
+    kind: Kind,
+    /// The technique switched off (ablation rows).
+    disabled: Option<&'static str>,
+    /// MTU of the sending interface.
+    mtu: u32,
+    one: Vec<f64>,
+    four: Vec<f64>,
+    rtt_avg: Vec<f64>,
+    rtt_min: Vec<f64>,
+    lost_pings: u32,
+    /// Why runs of this path failed (a failed run is left out of the medians).
+    failures: Vec<String>,
+    /// Largest agent VmRSS seen during this path's iperf3 runs, KiB.
+    rss_kib: u64,
+    /// Largest agent VmHWM (lifetime peak) at the end, KiB.
+    hwm_kib: u64,
+}
+
+impl Series {
+    fn new(label: &str, kind: Kind, disabled: Option<&'static str>, mtu: u32) -> Series {
+        Series {
+            label: label.to_owned(),
+            kind,
+            disabled,
+            mtu,
+            one: Vec::new(),
+            four: Vec::new(),
+            rtt_avg: Vec::new(),
+            rtt_min: Vec::new(),
+            lost_pings: 0,
+            failures: Vec::new(),
+            rss_kib: 0,
+            hwm_kib: 0,
+        }
+    }
+}
+
+/// The namespaces under test; removed on drop (the clusters, then the VXLAN bed, then the
+/// log directory).
+#[derive(Debug)]
+struct Bed {
+    clusters: Vec<Cluster>,
+    vxlan: VxlanNet,
+    logs: LogDir,
+}
+
+/// Where the sending side, receiving side and agents of a path are.
+#[derive(Debug)]
+struct Ends<'a> {
+    client: &'a Netns,
+    server: &'a Netns,
+    dst: Ipv4Addr,
+    agents: Vec<u32>,
+}
+
+impl Bed {
+    fn ends(&self, kind: Kind) -> Ends<'_> {
+        match kind {
+            Kind::Overlay(k) => {
+                let c = &self.clusters[k];
+                Ends {
+                    client: &c.pods[0].netns,
+                    server: &c.pods[1].netns,
+                    dst: c.pods[1].ip,
+                    agents: agent_pids(c),
+                }
+            }
+            Kind::Vxlan => Ends {
+                client: &self.vxlan.pods[0].netns,
+                server: &self.vxlan.pods[1].netns,
+                dst: self.vxlan.pods[1].ip,
+                agents: Vec::new(),
+            },
+            Kind::Underlay => Ends {
+                client: &self.vxlan.underlay.nodes[0],
+                server: &self.vxlan.underlay.nodes[1],
+                dst: Underlay::node_addr(1),
+                agents: Vec::new(),
+            },
+        }
+    }
+}
+
+/// A directory for the iperf3 server logs, removed on drop.
+#[derive(Debug)]
+struct LogDir(PathBuf);
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the benchmark; the report and how many measurements failed.
+fn run(args: &Args) -> anyhow::Result<(String, usize)> {
+    if !overlay_testbed::is_root() {
+        bail!("the benchmark creates network namespaces: run it as root (sudo scripts/bench.sh)");
+    }
+    overlay_testbed::ensure_tun_device();
+    let exe = std::env::current_exe()?;
+    let bins = Binaries::in_dir(exe.parent().context("binary directory")?)?;
+    let started = Instant::now();
+
+    let bed = build(&bins, args)?;
+    let mut series = vec![
+        Series::new(
+            "overlay pod→pod",
+            Kind::Overlay(0),
+            None,
+            vxlan::link_mtu(&bed.clusters[0].pods[0].netns, "eth0")?,
+        ),
+        Series::new("kernel VXLAN pod→pod", Kind::Vxlan, None, bed.vxlan.mtu()),
+        Series::new(
+            "underlay node→node (veth, bridge, veth)",
+            Kind::Underlay,
+            None,
+            vxlan::link_mtu(&bed.vxlan.underlay.nodes[0], "eth0")?,
+        ),
+    ];
+    if args.ablation {
+        for (k, t) in TECHNIQUES.iter().enumerate() {
+            let mtu = vxlan::link_mtu(&bed.clusters[k + 1].pods[0].netns, "eth0")?;
+            series.push(Series::new(
+                &format!("overlay, {t} off"),
+                Kind::Overlay(k + 1),
+                Some(t),
+                mtu,
+            ));
+        }
+    }
+
+    step("checking every path (ping)");
+    for s in &series {
+        interrupt::check()?;
+        let e = bed.ends(s.kind);
+        if let Err(e) = iperf::rtt(e.client, e.dst, 3, 0.2) {
+            interrupt::check()?;
+            let mut probe = Series::new(&s.label, s.kind, s.disabled, s.mtu);
+            failed(&bed, &mut probe, anyhow::anyhow!("ping: {e:#}"));
+            bail!("{} does not work", s.label);
+        }
+    }
+
+    for run in 0..args.runs {
+        step(&format!("run {}/{}", run + 1, args.runs));
+        let n = series.len();
+        for i in (0..n).map(|i| (i + run) % n) {
+            if let Err(e) = measure(&bed, &mut series[i], args.secs) {
+                interrupt::check()?;
+                failed(&bed, &mut series[i], e);
+            }
+        }
+    }
+    for s in &mut series {
+        if let Kind::Overlay(_) = s.kind {
+            s.hwm_kib = bed
+                .ends(s.kind)
+                .agents
+                .iter()
+                .filter_map(|&p| status_kib(p, "VmHWM"))
+                .max()
+                .unwrap_or(0);
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(bed);
+    step(&format!(
+        "done in {:.0} s; everything removed",
+        elapsed.as_secs_f64()
+    ));
+    let failures = series.iter().map(|s| s.failures.len()).sum();
+    Ok((report(args, &series), failures))
+}
+
+/// Builds the overlay cluster(s) and the VXLAN bed.
+fn build(bins: &Binaries, args: &Args) -> anyhow::Result<Bed> {
+    let logs = LogDir(std::env::temp_dir().join(format!(
+        "overlay-bench-{}",
+        overlay_testbed::unique_prefix("b")
+    )));
+    std::fs::create_dir_all(&logs.0)?;
+    if let Ok(v) = std::env::var(DISABLE_ENV) {
+        eprintln!("    note: {DISABLE_ENV}={v:?} in the environment is ignored; use --ablation");
+    }
+    step("kernel VXLAN bed: 2 nodes on an underlay bridge, vx0 + bridge + a pod per node");
+    let vxlan = VxlanNet::new(&overlay_testbed::unique_prefix("bvx"), 2)?;
+    let mut bed = Bed {
+        clusters: Vec::new(),
+        vxlan,
+        logs,
+    };
+    let mut variants: Vec<Option<&'static str>> = vec![None];
+    if args.ablation {
+        variants.extend(TECHNIQUES.iter().map(|t| Some(*t)));
+    }
+    for disabled in variants {
+        interrupt::check()?;
+        step(&match disabled {
+            None => "overlay cluster: 2 nodes, an agent each, a pod per node (CNI)".to_owned(),
+            Some(t) => format!("overlay cluster with {DISABLE_ENV}={t}"),
+        });
+        bed.clusters.push(overlay(bins, disabled)?);
+    }
+    Ok(bed)
+}
+
+/// A two-node overlay cluster with a pod per node, its agents started with
+/// `OVERLAY_DATAPATH_DISABLE=<disabled>` (or without the variable).
+fn overlay(bins: &Binaries, disabled: Option<&'static str>) -> anyhow::Result<Cluster> {
+    let mut c = Cluster::new(&overlay_testbed::unique_prefix("bov"), 2, bins.clone())?;
+    // The agents inherit this process's environment. Only this thread runs at this point
+    // (no sampler or reader threads), so changing the environment is safe.
+    match disabled {
+        Some(t) => std::env::set_var(DISABLE_ENV, t),
+        None => std::env::remove_var(DISABLE_ENV),
+    }
+    let started = c.start_all();
+    std::env::remove_var(DISABLE_ENV);
+    started?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        interrupt::check()?;
+        match c.wait_converged(Duration::from_millis(500)) {
+            Ok(_) => break,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("agent logs:\n{}", tail(&c.all_logs(), 40))));
+            }
+            Err(_) => {}
+        }
+    }
+    for pid in agent_pids(&c) {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let has = |needle: &[u8]| env.split(|&b| b == 0).any(|var| var == needle);
+        let ok = match disabled {
+            Some(t) => has(format!("{DISABLE_ENV}={t}").as_bytes()),
+            None => !env
+                .split(|&b| b == 0)
+                .any(|var| var.starts_with(format!("{DISABLE_ENV}=").as_bytes())),
+        };
+        if !ok {
+            bail!("agent {pid} did not get the intended {DISABLE_ENV} ({disabled:?})");
+        }
+    }
+    for node in 0..2 {
+        c.add_pod(node)?;
+    }
+    Ok(c)
+}
+
+/// The agents' process ids (`ip netns exec` execs the agent, so the child's pid is the
+/// agent's; checked by its name, with the namespace's process list as the fallback).
+fn agent_pids(c: &Cluster) -> Vec<u32> {
+    let is_agent = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim() == "overlay-agent")
+    };
+    let mut pids = Vec::new();
+    for (i, agent) in c.agents.iter().enumerate() {
+        match agent.as_ref().map(|p| p.pid()) {
+            Some(pid) if is_agent(pid) => pids.push(pid),
+            _ => pids.extend(
+                c.node(i)
+                    .pids()
+                    .into_iter()
+                    .filter_map(|p| u32::try_from(p).ok())
+                    .filter(|&p| is_agent(p)),
+            ),
+        }
+    }
+    pids
+}
+
+/// One measurement of one path: iperf3 with one stream, with four, then ping.
+fn measure(bed: &Bed, s: &mut Series, secs: u32) -> anyhow::Result<()> {
+    let e = bed.ends(s.kind);
+    let log = bed.logs.0.join(format!("iperf3-{}.log", s.kind_tag()));
+    let sampler = RssSampler::start(e.agents.clone());
+    let one = iperf_once(&e, secs, 1, &log);
+    let four = one.is_ok().then(|| iperf_once(&e, secs, 4, &log));
+    let rss = sampler.stop();
+    let one = one.context("one stream")?;
+    let four = four.context("skipped")?.context("four streams")?;
+    interrupt::check()?;
+    let rtt = iperf::rtt(e.client, e.dst, PINGS, PING_INTERVAL).context("ping")?;
+    s.one.push(one.gbit());
+    s.four.push(four.gbit());
+    s.rtt_avg.push(rtt.avg_us);
+    s.rtt_min.push(rtt.min_us);
+    s.lost_pings += rtt.sent - rtt.received;
+    s.rss_kib = s.rss_kib.max(rss);
+    progress(s, &one, &four, &rtt, rss);
+    Ok(())
+}
+
+impl Series {
+    /// A file-name-safe tag for this series.
+    fn kind_tag(&self) -> String {
+        match (self.kind, self.disabled) {
+            (Kind::Overlay(_), None) => "overlay".to_owned(),
+            (Kind::Overlay(_), Some(t)) => format!("overlay-no-{t}"),
+            (Kind::Vxlan, _) => "vxlan".to_owned(),
+            (Kind::Underlay, _) => "underlay".to_owned(),
+        }
+    }
+}
+
+/// Records a failed measurement and says why on stderr (with the agents' last log lines for
+/// an overlay path); the other runs and paths go on.
+fn failed(bed: &Bed, s: &mut Series, e: anyhow::Error) {
+    eprintln!("    {}: FAILED: {e:#}", s.label);
+    if let Kind::Overlay(k) = s.kind {
+        let c = &bed.clusters[k];
+        for i in 0..c.agents.len() {
+            eprintln!(
+                "    --- node{i} agent log, last lines ---\n{}",
+                tail(&c.log(i), 15)
+            );
+        }
+    }
+    s.failures.push(format!("{e:#}"));
+}
+
+fn iperf_once(e: &Ends<'_>, secs: u32, streams: u32, log: &Path) -> anyhow::Result<Throughput> {
+    interrupt::check()?;
+    let server = IperfServer::start(e.server, iperf::PORT, log)?;
+    let result = iperf::throughput(e.client, e.dst, iperf::PORT, secs, streams);
+    drop(server);
+    result
+}
+
+fn progress(s: &Series, one: &Throughput, four: &Throughput, rtt: &Rtt, rss_kib: u64) {
+    let retr = |t: &Throughput| t.retransmits.map_or("-".to_owned(), |r| r.to_string());
+    let mut line = format!(
+        "    {:<40} 1 stream {:>6.2} Gbit/s (retr {}), 4 streams {:>6.2} Gbit/s (retr {}), \
+         ping avg {:.0} min {:.0} µs",
+        s.label,
+        one.gbit(),
+        retr(one),
+        four.gbit(),
+        retr(four),
+        rtt.avg_us,
+        rtt.min_us
+    );
+    if rtt.received < rtt.sent {
+        line.push_str(&format!(
+            " ({} of {} lost)",
+            rtt.sent - rtt.received,
+            rtt.sent
+        ));
+    }
+    if rss_kib > 0 {
+        line.push_str(&format!(", agent RSS ≤ {:.1} MiB", mib(rss_kib)));
+    }
+    eprintln!("{line}");
+}
+
+/// Samples the largest VmRSS among some processes on a thread until stopped.
+#[derive(Debug)]
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    fn start(pids: Vec<u32>) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        if pids.is_empty() {
+            return RssSampler { stop, handle: None };
+        }
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut max = 0;
+            loop {
+                for &pid in &pids {
+                    max = max.max(status_kib(pid, "VmRSS").unwrap_or(0));
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return max;
+                }
+                std::thread::sleep(RSS_EVERY);
+            }
+        });
+        RssSampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops sampling; the largest VmRSS seen, KiB (0 without processes).
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A `kB` field of `/proc/<pid>/status` (VmRSS, VmHWM).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Median of some values (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn spread(values: &[f64]) -> String {
+    if values.is_empty() {
+        return "failed".to_owned();
+    }
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.2} ({min:.2}–{max:.2})", median(values))
+}
+
+/// Microseconds, or a dash when there is no value.
+fn us(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.0}")
+    } else {
+        "–".to_owned()
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if !(a / b).is_finite() {
+        return "–".to_owned();
+    }
+    format!("{:.2}×", a / b)
+}
+
+fn signed_us(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".to_owned();
+    }
+    let r = v.round();
+    if r > 0.0 {
+        format!("+{r:.0}")
+    } else if r < 0.0 {
+        format!("−{:.0}", -r)
+    } else {
+        "0".to_owned()
+    }
+}
+
+/// The Markdown report.
+fn report(args: &Args, series: &[Series]) -> String {
+    use std::fmt::Write;
+    let find = |k: Kind| series.iter().find(|s| s.kind == k);
+    let (Some(vx), Some(ours)) = (find(Kind::Vxlan), find(Kind::Overlay(0))) else {
+        return "no results\n".to_owned();
+    };
+    let (vx1, vx4, vx_rtt) = (median(&vx.one), median(&vx.four), median(&vx.rtt_avg));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nTwo nodes (network namespaces, veth → bridge → veth underlay), one pod per node. \
+         iperf3 from the pod on node 0 to the pod on node 1, receiver-side Gbit/s, {} s per run; \
+         ping {PINGS} × {PING_INTERVAL} s (56-byte payload). Median (min–max) of {} runs, \
+         the paths interleaved in each run.\n",
+        args.secs, args.runs
+    );
+    let _ = writeln!(
+        out,
+        "| path | MTU | 1 stream, Gbit/s | 4 streams, Gbit/s | vs kernel VXLAN (1 / 4 streams) | ping avg / min, µs | RTT − VXLAN RTT, µs |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for s in series.iter().filter(|s| s.disabled.is_none()) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+            s.label,
+            s.mtu,
+            spread(&s.one),
+            spread(&s.four),
+            ratio(median(&s.one), vx1),
+            ratio(median(&s.four), vx4),
+            us(median(&s.rtt_avg)),
+            us(median(&s.rtt_min)),
+            signed_us(median(&s.rtt_avg) - vx_rtt),
+        );
+    }
+    let ablation: Vec<&Series> = series.iter().filter(|s| s.disabled.is_some()).collect();
+    if !ablation.is_empty() {
+        let (o1, o4) = (median(&ours.one), median(&ours.four));
+        let _ = writeln!(
+            out,
+            "\nAblation: the overlay with one technique switched off ({DISABLE_ENV}=<technique> \
+             for both agents), same runs.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| switched off | 1 stream, Gbit/s | 4 streams, Gbit/s | vs all on (1 / 4) | vs kernel VXLAN (1 / 4) | ping avg / min, µs | RTT − VXLAN RTT, µs | agent max RSS, MiB |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for s in std::iter::once(ours).chain(ablation.iter().copied()) {
+            let (m1, m4) = (median(&s.one), median(&s.four));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} / {} | {} / {} | {} / {} | {} | {:.1} |",
+                s.disabled.unwrap_or("nothing (all on)"),
+                spread(&s.one),
+                spread(&s.four),
+                ratio(m1, o1),
+                ratio(m4, o4),
+                ratio(m1, vx1),
+                ratio(m4, vx4),
+                us(median(&s.rtt_avg)),
+                us(median(&s.rtt_min)),
+                signed_us(median(&s.rtt_avg) - vx_rtt),
+                mib(s.rss_kib),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nAgent memory under load: max VmRSS {:.1} MiB (both agents, sampled every {} ms \
+         during the iperf3 runs, all runs); lifetime peak VmHWM {:.1} MiB.",
+        mib(ours.rss_kib),
+        RSS_EVERY.as_millis(),
+        mib(ours.hwm_kib)
+    );
+    let lost: Vec<String> = series
+        .iter()
+        .filter(|s| s.lost_pings > 0)
+        .map(|s| format!("{} lost {} pings", s.label, s.lost_pings))
+        .collect();
+    if !lost.is_empty() {
+        let _ = writeln!(out, "\nPing loss: {}.", lost.join("; "));
+    }
+    for s in series.iter().filter(|s| !s.failures.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n**{}: {} of {} runs failed** (left out of the medians); first: {}",
+            s.label,
+            s.failures.len(),
+            args.runs,
+            s.failures[0].replace('\n', " ")
+        );
+    }
+    let command = std::env::var("BENCH_INVOKED_AS")
+        .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let _ = writeln!(out, "\nCommand: `{command}`  ");
+    let _ = writeln!(out, "Machine: {}", machine());
+    out
+}
+
+/// Revision, kernel, CPUs and iperf3 version, for the record.
+fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let iperf = std::process::Command::new("iperf3")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(1)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let rev = std::env::var("BENCH_REV").unwrap_or_else(|_| "unknown".to_owned());
+    format!("rev {rev}, Linux {kernel}, {cpus} × {cpu}, iperf3 {iperf}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> anyhow::Result<Option<Args>> {
+        parse_args(s.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn arguments() {
+        let d = parse("").expect("ok").expect("args");
+        assert_eq!((d.runs, d.secs, d.ablation), (5, 5, false));
+        let a = parse("--runs 1 --secs=2 --ablation")
+            .expect("ok")
+            .expect("args");
+        assert_eq!((a.runs, a.secs, a.ablation), (1, 2, true));
+        assert!(parse("--help").expect("ok").is_none());
+        assert!(parse("--runs").is_err());
+        assert!(parse("--runs 0").is_err());
+        assert!(parse("--bogus").is_err());
+    }
+
+    #[test]
+    fn medians_and_formatting() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(spread(&[1.0, 3.0, 2.0]), "2.00 (1.00–3.00)");
+        assert_eq!(signed_us(12.4), "+12");
+        assert_eq!(signed_us(-3.6), "−4");
+        assert_eq!(ratio(1.0, 4.0), "0.25×");
+    }
+
+    #[test]
+    fn reads_status_fields() {
+        let me = std::process::id();
+        assert!(status_kib(me, "VmRSS").is_some_and(|k| k > 0));
+        assert!(status_kib(me, "NoSuchField").is_none());
+    }
+}
