@@ -86,6 +86,9 @@ pub struct Cluster {
     pub seeds: Vec<Vec<usize>>,
     /// Extra arguments for each agent.
     pub agent_args: Vec<String>,
+    /// Environment variables set for each agent (in addition to this process's; a `None`
+    /// value removes the variable).
+    pub agent_env: Vec<(String, Option<String>)>,
     keep_workdir: bool,
 }
 
@@ -109,6 +112,7 @@ impl Cluster {
                 .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
                 .collect(),
             agent_args: Vec::new(),
+            agent_env: Vec::new(),
             keep_workdir: false,
         })
     }
@@ -146,6 +150,12 @@ impl Cluster {
             cmd.args(["--peer", &Underlay::node_addr(*s).to_string()]);
         }
         cmd.args(&self.agent_args);
+        for (key, value) in &self.agent_env {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }

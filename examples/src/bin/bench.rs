@@ -136,23 +136,18 @@ mod interrupt {
 
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-    // The C library's signal(3) (glibc: BSD semantics, the handler stays installed); declared
-    // here because this crate does not depend on the libc crate.
-    extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-    }
-
-    extern "C" fn on_signal(_signum: i32) {
+    extern "C" fn on_signal(_signum: libc::c_int) {
         // Only an atomic store: async-signal-safe.
         INTERRUPTED.store(true, Ordering::SeqCst);
     }
 
-    /// Installs the handler for SIGHUP (1), SIGINT (2) and SIGTERM (15).
+    /// Installs the handler for SIGHUP, SIGINT and SIGTERM.
     pub fn catch() {
-        for signum in [1, 2, 15] {
-            // SAFETY: installs a handler that only stores to an atomic.
+        for signum in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: installs a handler (glibc signal(3): BSD semantics, it stays installed)
+            // that only stores to an atomic, which is async-signal-safe.
             unsafe {
-                signal(signum, on_signal);
+                libc::signal(signum, on_signal as *const () as libc::sighandler_t);
             }
         }
     }
@@ -396,15 +391,9 @@ fn build(bins: &Binaries, args: &Args) -> anyhow::Result<Bed> {
 /// `OVERLAY_DATAPATH_DISABLE=<disabled>` (or without the variable).
 fn overlay(bins: &Binaries, disabled: Option<&'static str>) -> anyhow::Result<Cluster> {
     let mut c = Cluster::new(&overlay_testbed::unique_prefix("bov"), 2, bins.clone())?;
-    // The agents inherit this process's environment. Only this thread runs at this point
-    // (no sampler or reader threads), so changing the environment is safe.
-    match disabled {
-        Some(t) => std::env::set_var(DISABLE_ENV, t),
-        None => std::env::remove_var(DISABLE_ENV),
-    }
-    let started = c.start_all();
-    std::env::remove_var(DISABLE_ENV);
-    started?;
+    c.agent_env
+        .push((DISABLE_ENV.to_owned(), disabled.map(str::to_owned)));
+    c.start_all()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         interrupt::check()?;
