@@ -13,15 +13,17 @@
 //! - [`ipam`]: block claims among nodes, pod addresses within a block.
 //! - [`forwarding`]: the per-packet lookup table handed to the data path.
 //! - [`vnet`], [`segment`], [`coalesce`]: the fast path's TUN offload header, splitting of
-//!   super-packets into datagrams for UDP GSO, and coalescing of received segments.
+//!   super-packets into datagrams for UDP GSO, and coalescing of received segments;
+//!   [`checksum`]: the internet checksum they fix up.
 //! - [`node`]: the control-plane state machine of one agent.
 //! - [`api`]: JSON bodies of the agent's local IPAM API (used by the CNI plugin).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod codec;
+pub mod checksum;
 pub mod coalesce;
+pub mod codec;
 pub mod forwarding;
 pub mod header;
 pub mod ipam;

@@ -11,7 +11,10 @@
 //! that must be cut into `gso_size` pieces of payload; `NEEDS_CSUM` means the L4 checksum
 //! field holds only the pseudo-header sum and must be completed from `csum_start`, writing at
 //! `csum_start + csum_offset`. On write, the same fields tell the kernel what to do.
-//! (Being written: see the fast-path issue.)
+//! [`crate::segment::split`] consumes the header read with a packet;
+//! [`crate::coalesce::Coalescer`] produces the header written with each frame.
+//!
+//! [`VnetHdr::parse`] and [`VnetHdr::emit`] never panic: they check the length first.
 
 /// Length of the header.
 pub const VNET_HDR_LEN: usize = 10;
@@ -85,5 +88,86 @@ impl VnetHdr {
         b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
         b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A TCPv4 super-packet header as read from the TUN on a little-endian host:
+    /// NEEDS_CSUM, TCPV4|ECN, hdr_len 52, gso_size 1448, csum_start 20, csum_offset 16.
+    #[cfg(target_endian = "little")]
+    static FIXTURE: [u8; 12] = [
+        0x01, 0x81, // flags, gso_type
+        0x34, 0x00, // hdr_len 52
+        0xa8, 0x05, // gso_size 1448
+        0x14, 0x00, // csum_start 20
+        0x10, 0x00, // csum_offset 16
+        0x45, 0x00, // start of the IP packet
+    ];
+
+    fn fixture_hdr() -> VnetHdr {
+        VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            gso_type: VnetHdr::GSO_TCPV4 | VnetHdr::GSO_ECN,
+            hdr_len: 52,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        }
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn test_deconstruct() {
+        assert_eq!(VnetHdr::parse(&FIXTURE), Ok(fixture_hdr()));
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn test_construct() {
+        let mut buf = [0xffu8; 12];
+        buf[VNET_HDR_LEN..].copy_from_slice(&FIXTURE[VNET_HDR_LEN..]);
+        fixture_hdr().emit(&mut buf).expect("room for the header");
+        assert_eq!(buf, FIXTURE);
+    }
+
+    #[test]
+    fn an_all_zero_header_is_a_plain_packet() {
+        assert_eq!(VnetHdr::parse(&[0u8; VNET_HDR_LEN]), Ok(VnetHdr::default()));
+        let mut buf = [0xffu8; VNET_HDR_LEN];
+        VnetHdr::default().emit(&mut buf).expect("room");
+        assert_eq!(buf, [0u8; VNET_HDR_LEN]);
+    }
+
+    #[test]
+    fn rejects_truncated_input_and_short_buffers() {
+        let bytes = [0u8; VNET_HDR_LEN];
+        for len in 0..VNET_HDR_LEN {
+            assert_eq!(
+                VnetHdr::parse(&bytes[..len]),
+                Err(VnetError::Truncated(len))
+            );
+        }
+        let mut short = [0x5au8; VNET_HDR_LEN - 1];
+        assert_eq!(fixture_hdr().emit(&mut short), None);
+        assert_eq!(short, [0x5a; VNET_HDR_LEN - 1], "nothing written");
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(flags: u8, gso_type: u8, hdr_len: u16, gso_size: u16, csum_start: u16, csum_offset: u16) {
+            let h = VnetHdr { flags, gso_type, hdr_len, gso_size, csum_start, csum_offset };
+            let mut buf = [0u8; VNET_HDR_LEN];
+            h.emit(&mut buf).expect("room");
+            prop_assert_eq!(VnetHdr::parse(&buf), Ok(h));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..24)) {
+            let _ = VnetHdr::parse(&bytes);
+        }
     }
 }
