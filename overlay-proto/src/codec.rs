@@ -47,7 +47,7 @@
 //! | 2    | [`Message::Heartbeat`]    | [`Heartbeat`] |
 //! | 3    | [`Message::HeartbeatAck`] | [`Heartbeat`] |
 //! | 4    | [`Message::Leave`]        | (none)        |
-//! | 5    | [`Message::Digest`]       | [`Digest`]    |
+//! | 5    | [`Message::Digest`]       | [`Digest`](crate::message::Digest) |
 //!
 //! A type this build does not know decodes to `Ok(None)` and is skipped, so new messages can be
 //! rolled out without breaking older peers. For known types the payload must fill the body

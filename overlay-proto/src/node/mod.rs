@@ -7,15 +7,15 @@
 //! clock and never touches a socket.
 //!
 //! # What it does
-//! - **Connections** ([`connections`]): accepts handshakes, settles duplicate connections
+//! - **Connections** (`connections.rs`): accepts handshakes, settles duplicate connections
 //!   between the same two peers deterministically, sends heartbeats, closes connections that
 //!   stay silent for [`Timing::dead_after`].
-//! - **Discovery** ([`targets`]): dials the seeds and the advertised address of every peer it
+//! - **Discovery** (`targets.rs`): dials the seeds and the advertised address of every peer it
 //!   learns about, with exponential backoff and jitter on failure.
-//! - **Gossip** ([`gossip`]): keeps its own record current (a new version on every change),
+//! - **Gossip** (`gossip.rs`): keeps its own record current (a new version on every change),
 //!   merges records it receives, forwards what changed to its other neighbours in batches,
 //!   and sends its whole topology to every neighbour periodically and on connect.
-//! - **Claims** ([`claims`]): claims a block of the cluster range, following the rules in
+//! - **Claims** (`claims.rs`): claims a block of the cluster range, following the rules in
 //!   [`crate::ipam`].
 //! - **Routes**: recomputes shortest paths whenever the topology changes and tells the shell
 //!   to rebuild the forwarding table.
