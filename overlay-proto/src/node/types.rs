@@ -118,8 +118,8 @@ pub enum CloseReason {
 /// What the I/O shell must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Open a control connection; report [`Node::handle_connection_up`] or
-    /// [`Node::handle_dial_failed`] for this address.
+    /// Open a control connection; report [`Node::handle_connection_up`](super::Node::handle_connection_up) or
+    /// [`Node::handle_dial_failed`](super::Node::handle_dial_failed) for this address.
     Dial(SocketAddr),
     /// Send a message on a connection.
     Send(ConnId, Message),
