@@ -92,7 +92,8 @@ pub async fn underlay_mtu(addr: IpAddr) -> Result<u32, NetlinkError> {
     .await
 }
 
-/// Sets the TUN device `iface` up with `mtu`, gives it `node_address/32` (replacing any other
+/// Sets the TUN device `iface` up with `mtu` (and at most `segment::MAX_SEGMENTS` segments per
+/// super-packet), gives it `node_address/32` (replacing any other
 /// address; none when `None`) and routes `cluster` through it with that source address.
 ///
 /// Idempotent: call it again after the node's claim changes. IPv6 link-local address
@@ -120,13 +121,21 @@ pub async fn configure_tun(
         if let Err(e) = handle.link().change(no_ipv6).execute().await {
             tracing::debug!(%iface, error = %e, "cannot turn off IPv6 address generation");
         }
+        // No super-packet from the kernel may need more segments than one split holds.
+        let max_segs = overlay_proto::segment::MAX_SEGMENTS as u32;
         handle
             .link()
-            .change(LinkUnspec::new_with_index(index).mtu(mtu).up().build())
+            .change(
+                LinkUnspec::new_with_index(index)
+                    .mtu(mtu)
+                    .up()
+                    .append_extra_attribute(LinkAttribute::GsoMaxSegs(max_segs))
+                    .build(),
+            )
             .execute()
             .await
             .map_err(request(|| {
-                format!("setting MTU {mtu} and bringing {iface} up")
+                format!("setting MTU {mtu}, gso_max_segs {max_segs} and bringing {iface} up")
             }))?;
 
         let existing: Vec<AddressMessage> = handle

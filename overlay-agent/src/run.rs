@@ -10,7 +10,7 @@
 use crate::api::{self, ApiState};
 use crate::config::{self, Config, PeerAddr};
 use crate::control::{ControlHandle, Driver, DriverConfig, Readiness, SystemHost};
-use crate::datapath::{Datapath, DatapathConfig};
+use crate::datapath::{Datapath, DatapathConfig, Disabled};
 use crate::ipam_store::IpamStore;
 use crate::netlink;
 use crate::state::StateDir;
@@ -81,6 +81,7 @@ pub async fn run_until(
         iface: config.iface.clone(),
         listen: config.listen,
         mtu,
+        disabled: Disabled::from_env()?,
     };
     let datapath = tokio::task::spawn_blocking(move || Datapath::start(dp_config, table))
         .await

@@ -1,51 +1,83 @@
 //! The data path: a TUN device, a UDP socket and one run-to-completion thread per direction.
 //!
 //! ```text
-//!  kernel route ─▶ TUN ──read──▶ [tx thread: parse inner IPv4, look up, add overlay header] ──sendto──▶ next hop
-//!  next hop ──recvfrom──▶ [rx thread: check sender + header] ─┬─ for me: check inner packet ──write──▶ TUN
-//!                                                             └─ for another peer: hop limit − 1 ──sendto──▶ next hop
+//!  kernel route ─▶ TUN ──read──▶ [tx: parse inner IPv4, look up, split into datagrams] ──sendmsg (GSO)──▶ next hop
+//!  next hop ──recvmsg (GRO)──▶ [rx: check sender + headers] ─┬─ for me: check, coalesce ──write──▶ TUN
+//!                                                            └─ for another peer: hop limit − 1 ──sendmsg (GSO)──▶ next hop
 //! ```
 //!
-//! Per packet there is no allocation, no lock and no logging: each thread owns one
-//! preallocated buffer (the packet is read at `HEADER_LEN` so the header is written in front
-//! of it in place), reads the current [`ForwardingTable`] through a per-thread
+//! # The fast path
+//! A userspace tunnel is only fast if 64 KiB super-packets stay whole as far as possible
+//! (see `design/datapath.md`): the number of kernel crossings per byte is what counts. So:
+//! - **TUN offloads**: the TUN is opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD` (checksum,
+//!   TSO4/6, ECN, and USO4/6 where the kernel has them). A read returns up to 64 KiB of one
+//!   TCP (or UDP) flow with a virtio-net header; its checksum is left *partial*.
+//! - **Split + UDP GSO**: the tx thread looks the destination up once per super-packet,
+//!   splits it ([`overlay_proto::segment::split`]) into MSS-sized datagrams, each with its own
+//!   overlay header and inner IP/TCP header, laid out back to back, and hands them to the
+//!   kernel in one `sendmsg` with `UDP_SEGMENT` (more than one when they exceed 64 KiB).
+//!   Partial checksums are not computed: they travel as `FLAG_CSUM_PARTIAL`, the payload is
+//!   protected by the outer UDP checksum.
+//! - **UDP GRO**: one `recvmsg` returns a batch of datagrams of one sender; the sender is
+//!   checked once per batch, each datagram's header and inner packet as before.
+//! - **Coalescing**: consecutive segments of one flow are merged back into a super-packet
+//!   ([`overlay_proto::coalesce::Coalescer`]) and written to the TUN once. A packet written
+//!   alone carries a virtio header too (`NEEDS_CSUM` when its checksum is partial).
+//! - Relayed datagrams keep their layout: consecutive ones for the same next hop go out in
+//!   one GSO send.
+//!
+//! Per packet there is no allocation, no lock and no logging: each thread owns its
+//! preallocated buffers, reads the current [`ForwardingTable`] through a per-thread
 //! [`arc_swap::Cache`] (one pointer comparison unless the table changed), and counts into its
-//! own block of relaxed atomics. Every dropped packet increments exactly one
-//! [`DropCounters`] field.
+//! own block of relaxed atomics, once per super-packet or batch. Every dropped packet
+//! increments exactly one [`DropCounters`] field. (The data-path threads can be recognised
+//! with [`on_datapath_thread`], so a test can prove the zero-allocation claim.)
 //!
 //! Both fds are non-blocking; a thread only waits (`poll(2)` on its fd plus a shutdown eventfd)
 //! when there is nothing to read or the socket buffer is full, so [`Datapath::shutdown`]
 //! returns promptly whatever the threads are doing.
 //!
+//! # Switches
+//! `OVERLAY_DATAPATH_DISABLE` (read by `overlay-agent run` into [`DatapathConfig::disabled`])
+//! turns offloads off for measurement, as a comma-separated list of:
+//! - `tun-offload`: a plain TUN, one packet per read and write (no super-packets, so no
+//!   split and no coalescing either);
+//! - `udp-gso`: one `sendmsg` per datagram;
+//! - `udp-gro`: one datagram per `recvmsg`;
+//! - `coalesce`: one TUN write per received packet.
+//!
+//! An unknown name stops the agent at startup. Every combination carries traffic correctly,
+//! and peers with different switches interoperate. What a running data path ended up using
+//! (the kernel may refuse USO, GRO or GSO) is [`Datapath::offloads`].
+//!
 //! # Layout
 //! - `tun`: the TUN device and its ioctls.
-//! - `udp`: the UDP socket and its options.
+//! - `udp`: the UDP socket, its options, GSO sends and GRO receives.
 //! - `wake`: waiting for readiness or shutdown.
-//! - `packet`: checks of the inner IPv4 packet.
+//! - `packet`: checks of the inner IPv4 packet and its partial checksum.
 //! - `tx`: TUN → UDP (`encap` and its thread).
 //! - `rx`: UDP → TUN or relay (`decap` and its thread).
-//! - `counters`: per-thread counters and their sum.
-//!
-//! # What the fast path changes
-//! `encap`/`decap` decide per packet and are pure functions over the thread's buffer; the fast
-//! path keeps them as the per-super-packet decision (one lookup per super-packet), adds
-//! `IFF_VNET_HDR`/`TUNSETOFFLOAD` in `tun`, `UDP_SEGMENT`/`UDP_GRO` in `udp`, and replaces
-//! the single read/send in the thread loops with split-and-send-once and
-//! receive-coalesce-write-once. Buffers are already sized for 64 KiB super-packets.
+//! - `counters`, `peers`: per-thread counters, per-peer tables and their sum.
+//! - `offloads`: the switches and what is in use.
 
 mod counters;
+mod offloads;
 mod packet;
+mod peers;
 mod rx;
 mod tun;
 mod tx;
 mod udp;
 mod wake;
 
-pub use counters::{CountersSnapshot, DropCounters};
+pub use counters::{CountersSnapshot, DropCounters, PeerCounters};
+pub use offloads::{Disabled, Offloads, UnknownSwitch, DISABLE_ENV};
 
 use arc_swap::ArcSwap;
-use counters::Counters;
+use counters::{Counters, Direction};
+use overlay_proto::coalesce::CoalesceConfig;
 use overlay_proto::forwarding::ForwardingTable;
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +93,21 @@ pub struct DatapathConfig {
     pub listen: SocketAddr,
     /// MTU of the TUN device (the overlay MTU).
     pub mtu: u32,
+    /// Offloads switched off (see the module docs; default: none).
+    pub disabled: Disabled,
+}
+
+thread_local! {
+    /// Set once at the start of each packet thread. Const-initialised and without a
+    /// destructor, so reading it never allocates.
+    static DATAPATH_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on a data-path packet thread. It never allocates, so a counting global allocator can
+/// call it to attribute allocations to the data path (see `tests/zero_alloc.rs`).
+#[inline]
+pub fn on_datapath_thread() -> bool {
+    DATAPATH_THREAD.try_with(Cell::get).unwrap_or(false)
 }
 
 /// A running data path: the TUN device, the UDP socket and their threads.
@@ -74,6 +121,9 @@ pub struct Datapath {
     threads: Vec<JoinHandle<()>>,
     iface: String,
     local_addr: SocketAddr,
+    /// Offloads in use at start (`udp_gso` is read live from `udp`).
+    offloads: Offloads,
+    udp: Arc<udp::Udp>,
 }
 
 /// Why the data path could not start.
@@ -163,7 +213,8 @@ impl Datapath {
         config: DatapathConfig,
         table: ForwardingTable,
     ) -> Result<Datapath, DatapathError> {
-        let udp = Arc::new(udp::Udp::bind(config.listen)?);
+        let disabled = config.disabled;
+        let udp = Arc::new(udp::Udp::bind(config.listen, &disabled)?);
         let local_addr = udp
             .local_addr()
             .map_err(|error| DatapathError::SocketOption {
@@ -171,10 +222,31 @@ impl Datapath {
                 option: "getsockname",
                 error,
             })?;
-        let tun = Arc::new(tun::Tun::create(&config.iface, config.mtu)?);
+        let tun = Arc::new(tun::Tun::create(
+            &config.iface,
+            config.mtu,
+            disabled.tun_offload,
+        )?);
+        let features = tun.features();
+        let coalesce = CoalesceConfig {
+            tcp: features.tso && !disabled.coalesce,
+            udp: features.uso && !disabled.coalesce,
+        };
+        let offloads = Offloads {
+            tun_vnet_hdr: features.vnet_hdr,
+            tun_tso: features.tso,
+            tun_uso: features.uso,
+            udp_gso: udp.gso(),
+            udp_gro: udp.gro(),
+            coalesce_tcp: coalesce.tcp,
+            coalesce_udp: coalesce.udp,
+        };
         let shutdown = Arc::new(Shutdown::new().map_err(|error| DatapathError::Eventfd { error })?);
         let table = Arc::new(ArcSwap::from_pointee(table));
-        let counters = [Arc::new(Counters::default()), Arc::new(Counters::default())];
+        let counters = [
+            Arc::new(Counters::new(Direction::Tx)),
+            Arc::new(Counters::new(Direction::Rx)),
+        ];
         let mut datapath = Datapath {
             table: table.clone(),
             counters: counters.clone(),
@@ -182,6 +254,8 @@ impl Datapath {
             threads: Vec::with_capacity(2),
             iface: tun.name().to_owned(),
             local_addr,
+            offloads,
+            udp: udp.clone(),
         };
         let tx = tx::TxThread {
             tun: tun.clone(),
@@ -196,6 +270,7 @@ impl Datapath {
             table,
             counters: counters[1].clone(),
             shutdown,
+            coalesce,
         };
         // On error `datapath` is dropped, which stops the thread already started.
         datapath.spawn("overlay-tx", move || tx.run())?;
@@ -204,6 +279,8 @@ impl Datapath {
             iface = %datapath.iface,
             listen = %datapath.local_addr,
             mtu = config.mtu,
+            ?offloads,
+            disabled = %disabled,
             "data path started"
         );
         Ok(datapath)
@@ -216,7 +293,10 @@ impl Datapath {
     ) -> Result<(), DatapathError> {
         let handle = std::thread::Builder::new()
             .name(thread.to_owned())
-            .spawn(f)
+            .spawn(move || {
+                DATAPATH_THREAD.with(|on| on.set(true));
+                f()
+            })
             .map_err(|error| DatapathError::Spawn { thread, error })?;
         self.threads.push(handle);
         Ok(())
@@ -239,6 +319,14 @@ impl Datapath {
             c.add_to(&mut sum);
         }
         sum
+    }
+
+    /// The offloads in use (what was asked for, as far as the kernel accepted it).
+    pub fn offloads(&self) -> Offloads {
+        Offloads {
+            udp_gso: self.udp.gso(),
+            ..self.offloads
+        }
     }
 
     /// The TUN device name.
@@ -272,8 +360,9 @@ impl Datapath {
 
 impl Drop for Datapath {
     fn drop(&mut self) {
-        // The threads own the only references to the TUN fd and the socket: once they are
-        // joined, both are closed (and the TUN device is gone).
+        // The threads own the only references to the TUN fd: once they are joined, it is
+        // closed (and the TUN device is gone). The socket closes when `self.udp` is dropped
+        // right after.
         self.stop();
     }
 }

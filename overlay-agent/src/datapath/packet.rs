@@ -1,5 +1,6 @@
 //! Checks of the inner IP packet: enough to route it and to refuse what the kernel should not
-//! see from us. Never panics, whatever the bytes.
+//! see from us; and its TCP/UDP checksum when it travels *partial* (only the pseudo-header sum,
+//! as the sender's kernel left it for offload). Never panics, whatever the bytes.
 
 use super::counters::DropReason;
 use std::net::Ipv4Addr;
@@ -16,7 +17,18 @@ pub(crate) struct Ipv4Info {
     pub(crate) dst: Ipv4Addr,
     /// The header's total length: the packet proper, without trailing bytes.
     pub(crate) total_len: usize,
+    /// The header's length (with options).
+    pub(crate) header_len: usize,
+    /// The L4 protocol number.
+    pub(crate) protocol: u8,
+    /// The packet is a fragment (more fragments follow, or a non-zero offset).
+    pub(crate) fragment: bool,
 }
+
+/// IP protocol number of TCP.
+pub(crate) const TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub(crate) const UDP: u8 = 17;
 
 /// Parses the IPv4 header at the start of `packet`.
 ///
@@ -45,7 +57,69 @@ pub(crate) fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Info, DropReason> {
         src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
         dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
         total_len,
+        header_len,
+        protocol: h[9],
+        fragment: u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0,
     })
+}
+
+/// Where the checksum of an unfragmented TCP or UDP packet is: `(csum_start, csum_offset)` as
+/// a virtio-net header gives them (the L4 header, and the checksum field within it). `None`
+/// for other protocols, fragments, or an L4 header cut short.
+#[inline]
+pub(crate) fn l4_checksum(ip: &Ipv4Info) -> Option<(u16, u16)> {
+    let (offset, min_header) = match ip.protocol {
+        TCP => (16, 20),
+        UDP => (6, 8),
+        _ => return None,
+    };
+    if ip.fragment || ip.total_len < ip.header_len + min_header {
+        return None;
+    }
+    Some((ip.header_len as u16, offset))
+}
+
+/// Completes a partial checksum: sums `packet[start..]` (whose checksum field, at
+/// `start + offset`, holds the pseudo-header sum) and stores the result there. False (and
+/// nothing changed) if the field is not inside `packet`.
+pub(crate) fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> bool {
+    let field = start.saturating_add(offset);
+    if start > packet.len() || field.saturating_add(2) > packet.len() {
+        return false;
+    }
+    let sum = !fold(sum_words(&packet[start..]));
+    // As the kernel does (skb_checksum_help): 0 is sent as its ones'-complement twin, which
+    // for UDP means "checksum present".
+    let sum = if sum == 0 { 0xffff } else { sum };
+    packet[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
+/// The ones'-complement sum of `data` as big-endian 16-bit words (odd tail padded with 0),
+/// not yet folded.
+fn sum_words(data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    let mut sum: u64 = 0;
+    for c in &mut chunks {
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // Add the four 16-bit words of `w` by adding its two 32-bit halves (carries are kept
+        // in the upper bits of the 64-bit sum and folded later).
+        sum += (w >> 32) + (w & 0xffff_ffff);
+    }
+    let mut rest = chunks.remainder().chunks(2);
+    for w in &mut rest {
+        let hi = u64::from(w[0]) << 8;
+        sum += hi | w.get(1).map_or(0, |&b| u64::from(b));
+    }
+    sum
+}
+
+/// Folds a sum of 16-bit words to 16 bits.
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
 }
 
 #[cfg(test)]
@@ -68,7 +142,10 @@ mod tests {
             Ok(Ipv4Info {
                 src: Ipv4Addr::new(10, 32, 1, 1),
                 dst: Ipv4Addr::new(10, 32, 2, 1),
-                total_len: 28
+                total_len: 28,
+                header_len: 20,
+                protocol: 1,
+                fragment: false,
             })
         );
         // Trailing bytes after the total length are tolerated and cut off.
@@ -104,6 +181,98 @@ mod tests {
         let mut p = PING;
         p[0] = 0x25;
         assert_eq!(parse_ipv4(&p), Err(DropReason::Malformed));
+    }
+
+    /// A UDP packet 10.32.1.1:4000 → 10.32.2.1:5000 carrying `payload`, with its checksum
+    /// complete (computed the slow, obvious way) or partial (pseudo-header sum only).
+    fn udp(payload: &[u8], partial: bool) -> Vec<u8> {
+        let total = 28 + payload.len();
+        let mut p = vec![0u8; total];
+        p[..20].copy_from_slice(&PING[..20]);
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[9] = UDP;
+        p[20..22].copy_from_slice(&4000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5000u16.to_be_bytes());
+        let udp_len = (8 + payload.len()) as u16;
+        p[24..26].copy_from_slice(&udp_len.to_be_bytes());
+        p[28..].copy_from_slice(payload);
+        let mut pseudo: u32 = 0;
+        for w in p[12..20].chunks(2) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        pseudo += u32::from(UDP) + u32::from(udp_len);
+        let mut sum = pseudo;
+        if !partial {
+            for w in p[20..].chunks(2) {
+                sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let field = if partial { sum as u16 } else { !(sum as u16) };
+        let field = if !partial && field == 0 {
+            0xffff
+        } else {
+            field
+        };
+        p[26..28].copy_from_slice(&field.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn partial_checksums_are_completed_like_the_kernel_does() {
+        for len in [0, 1, 2, 7, 8, 9, 15, 16, 17, 100, 1423, 1424] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut p = udp(&payload, true);
+            let ip = parse_ipv4(&p).expect("ipv4");
+            assert_eq!(l4_checksum(&ip), Some((20, 6)));
+            assert!(complete_checksum(&mut p, 20, 6));
+            assert_eq!(p, udp(&payload, false), "payload of {len} bytes");
+        }
+        let mut p = udp(b"x", true);
+        let n = p.len();
+        assert!(!complete_checksum(&mut p, n - 1, 0), "field past the end");
+        assert!(!complete_checksum(&mut p, n + 5, 0));
+        assert!(!complete_checksum(&mut p, 20, usize::MAX));
+    }
+
+    #[test]
+    fn only_whole_tcp_and_udp_packets_have_an_l4_checksum_to_offload() {
+        let p = udp(b"abc", true);
+        let ip = parse_ipv4(&p).expect("ipv4");
+        assert_eq!(l4_checksum(&ip), Some((20, 6)));
+        let tcp = Ipv4Info {
+            protocol: TCP,
+            total_len: 40,
+            ..ip
+        };
+        assert_eq!(l4_checksum(&tcp), Some((20, 16)));
+        assert_eq!(
+            l4_checksum(&Ipv4Info {
+                total_len: 39,
+                ..tcp
+            }),
+            None
+        );
+        assert_eq!(
+            l4_checksum(&Ipv4Info {
+                total_len: 27,
+                ..ip
+            }),
+            None
+        );
+        assert_eq!(l4_checksum(&parse_ipv4(&PING).expect("ping")), None);
+        let mut frag = p.clone();
+        frag[6] = 0x20; // more fragments
+        assert!(parse_ipv4(&frag).expect("ipv4").fragment);
+        assert_eq!(l4_checksum(&parse_ipv4(&frag).expect("ipv4")), None);
+        let mut frag = p;
+        frag[7] = 0x01; // offset 8
+        assert_eq!(l4_checksum(&parse_ipv4(&frag).expect("ipv4")), None);
+        frag[6] = 0x40; // DF only
+        frag[7] = 0;
+        assert!(!parse_ipv4(&frag).expect("ipv4").fragment);
     }
 
     #[test]

@@ -1,15 +1,25 @@
-//! UDP → TUN or relay: check who sent a datagram and its header; deliver the inner packet if
-//! it is for this node, or pass the datagram on towards its destination peer.
+//! UDP → TUN or relay: check who sent a batch of datagrams (once: a GRO batch has one
+//! sender) and each datagram's header; deliver the inner packets that are for this node
+//! (coalesced into super-packets where the TUN takes them), and pass the others on towards
+//! their destination peer, consecutive ones for the same next hop in one GSO send.
+//!
+//! A delivered packet is written to the TUN with a virtio header of its own
+//! ([`single_vnet_hdr`], written in place over the end of its overlay header: no copy), or
+//! handed to the [`Coalescer`]; on a plain TUN a partial checksum is completed first.
 
 use super::counters::{Counters, DropReason};
+use super::packet;
 use super::tun::Tun;
-use super::udp::{Sent, Udp};
+use super::udp::{Batch, Outcome, Udp};
 use super::wake::{Shutdown, Wait, READABLE};
-use super::{packet, FirstError, ERROR_BACKOFF_MS, MAX_DATAGRAM};
+use super::{FirstError, ERROR_BACKOFF_MS, MAX_DATAGRAM};
 use arc_swap::{ArcSwap, Cache};
+use overlay_proto::coalesce::{CoalesceConfig, Coalescer};
 use overlay_proto::forwarding::ForwardingTable;
-use overlay_proto::header::{Header, HeaderError, HEADER_LEN};
-use std::io::ErrorKind;
+use overlay_proto::header::{Header, HeaderError, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use overlay_proto::peer::PeerId;
+use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
+use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::AsFd;
@@ -19,7 +29,14 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RxVerdict {
     /// Write `datagram[range]` (the inner packet) to the TUN.
-    Deliver(Range<usize>),
+    Deliver {
+        /// The inner packet (without trailing bytes).
+        range: Range<usize>,
+        /// The originating peer.
+        src: PeerId,
+        /// The packet's TCP/UDP checksum is partial: `(csum_start, csum_offset)`.
+        partial: Option<(u16, u16)>,
+    },
     /// Send the datagram, whose hop limit was decremented in place, to `to`.
     Relay {
         /// The next hop's underlay address.
@@ -29,19 +46,27 @@ pub(crate) enum RxVerdict {
     Drop(DropReason),
 }
 
-/// Decides the fate of `datagram`, received from underlay address `from`.
-///
-/// In order: the sender must be a current peer (`NotPeer`); the header must parse
-/// (`Malformed`, `BadVersion`, `BadKind`). For another peer: the hop limit must allow one more
-/// hop (`HopLimit`) and the destination must be reachable (`NoRoute`). For this node: the
-/// payload must be a well-formed IPv4 packet (`Malformed`; IPv6 is `Unsupported`), its source
-/// inside the originating peer's block (`Spoofed`) and its destination inside ours
-/// (`NotLocal`).
-#[inline]
+/// Decides the fate of `datagram`, received from underlay address `from`: the sender must be
+/// a current peer (`NotPeer`), then as [`decap_datagram`]. (The thread checks the sender once
+/// per batch and calls [`decap_datagram`] per datagram.)
+#[cfg(test)]
 pub(crate) fn decap(table: &ForwardingTable, from: &SocketAddr, datagram: &mut [u8]) -> RxVerdict {
     if !table.accepts_sender(from) {
         return RxVerdict::Drop(DropReason::NotPeer);
     }
+    decap_datagram(table, datagram)
+}
+
+/// Decides the fate of `datagram` from an accepted sender.
+///
+/// In order: the header must parse (`Malformed`, `BadVersion`, `BadKind`). For another peer:
+/// the hop limit must allow one more hop (`HopLimit`) and the destination must be reachable
+/// (`NoRoute`). For this node: the payload must be a well-formed IPv4 packet (`Malformed`;
+/// IPv6 is `Unsupported`), its source inside the originating peer's block (`Spoofed`), its
+/// destination inside ours (`NotLocal`), and if it is flagged checksum-partial it must be an
+/// unfragmented TCP or UDP packet (`Malformed`).
+#[inline]
+pub(crate) fn decap_datagram(table: &ForwardingTable, datagram: &mut [u8]) -> RxVerdict {
     let header = match Header::parse(datagram) {
         Ok(h) => h,
         Err(HeaderError::Truncated(_)) => return RxVerdict::Drop(DropReason::Malformed),
@@ -70,7 +95,33 @@ pub(crate) fn decap(table: &ForwardingTable, from: &SocketAddr, datagram: &mut [
     if !table.local_block().is_some_and(|b| b.contains(&ip.dst)) {
         return RxVerdict::Drop(DropReason::NotLocal);
     }
-    RxVerdict::Deliver(HEADER_LEN..HEADER_LEN + ip.total_len)
+    let partial = if header.flags & FLAG_CSUM_PARTIAL != 0 {
+        match packet::l4_checksum(&ip) {
+            Some(at) => Some(at),
+            None => return RxVerdict::Drop(DropReason::Malformed),
+        }
+    } else {
+        None
+    };
+    RxVerdict::Deliver {
+        range: HEADER_LEN..HEADER_LEN + ip.total_len,
+        src: header.src,
+        partial,
+    }
+}
+
+/// The virtio header of a single (not coalesced) packet written to the TUN.
+#[inline]
+pub(crate) fn single_vnet_hdr(partial: Option<(u16, u16)>) -> VnetHdr {
+    match partial {
+        Some((csum_start, csum_offset)) => VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            csum_start,
+            csum_offset,
+            ..VnetHdr::default()
+        },
+        None => VnetHdr::default(),
+    }
 }
 
 /// The UDP → TUN (and relay) thread.
@@ -81,18 +132,111 @@ pub(crate) struct RxThread {
     pub(crate) table: Arc<ArcSwap<ForwardingTable>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: Arc<Shutdown>,
+    /// What to coalesce (nothing: one TUN write per packet).
+    pub(crate) coalesce: CoalesceConfig,
 }
+
+/// Writes frames to the TUN, counting them for the batch.
+struct TunWriter<'a> {
+    tun: &'a Tun,
+    vnet_hdr: bool,
+    writes: usize,
+    coalesced: usize,
+    failed: usize,
+    error: Option<io::Error>,
+}
+
+impl<'a> TunWriter<'a> {
+    fn new(tun: &'a Tun) -> Self {
+        TunWriter {
+            tun,
+            vnet_hdr: tun.features().vnet_hdr,
+            writes: 0,
+            coalesced: 0,
+            failed: 0,
+            error: None,
+        }
+    }
+
+    /// Adds what was written to the thread's counters.
+    fn count(&self, counters: &Counters, first_error: &mut FirstError) {
+        counters.tun_writes(self.writes, self.coalesced);
+        if self.failed > 0 {
+            counters.dropped_n(DropReason::IoError, self.failed);
+        }
+        if let Some(e) = &self.error {
+            first_error.log("overlay-rx", "writing to the TUN device", e);
+        }
+    }
+
+    #[inline]
+    fn write(&mut self, frame: &[u8]) {
+        match self.tun.write(frame) {
+            Ok(_) => {
+                self.writes += 1;
+                if self.vnet_hdr
+                    && frame
+                        .get(1)
+                        .is_some_and(|t| t & !VnetHdr::GSO_ECN != VnetHdr::GSO_NONE)
+                {
+                    self.coalesced += 1;
+                }
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+/// Consecutive relayed datagrams for one next hop: `buf[start..end]`.
+#[derive(Debug, Clone, Copy)]
+struct RelayRun {
+    start: usize,
+    end: usize,
+    to: SocketAddr,
+}
+
+/// Consecutive delivered packets from one peer, counted once.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    peer: PeerId,
+    packets: usize,
+    bytes: usize,
+}
+
+/// Most datagrams received between two flushes of the coalescer while more keep arriving:
+/// bounds how long a packet may wait in a pending super-packet (a few receives at most).
+pub(crate) const FLUSH_AFTER: usize = 128;
 
 impl RxThread {
     /// Moves datagrams until shutdown is requested.
+    ///
+    /// Pending super-packets are flushed when the socket has nothing more to read (so no
+    /// packet waits for a later one that is not already queued), or after [`FLUSH_AFTER`]
+    /// datagrams. Holding them across receives while more are queued lets segments re-form
+    /// whole super-packets across GSO sends and even without GRO.
     pub(crate) fn run(self) {
         let mut buf = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
         let mut table = Cache::new(Arc::clone(&self.table));
         let mut first_error = FirstError::default();
+        let vnet_hdr = self.tun.features().vnet_hdr;
+        let mut coalescer = (vnet_hdr && (self.coalesce.tcp || self.coalesce.udp))
+            .then(|| Coalescer::new(self.coalesce));
+        let mut held = 0;
         while !self.shutdown.requested() {
-            let (len, from) = match self.udp.recv_from(&mut buf) {
-                Ok(r) => r,
+            let batch = match self.udp.recv_batch(&mut buf) {
+                Ok(b) => b,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if held > 0 {
+                        held = 0;
+                        if let Some(c) = coalescer.as_mut() {
+                            self.flush(c, &mut first_error);
+                        }
+                        // Check again before sleeping: more may have come meanwhile.
+                        continue;
+                    }
                     match self.shutdown.wait(self.udp.as_fd(), READABLE, -1) {
                         Wait::Stop => break,
                         Wait::Ready | Wait::Timeout => continue,
@@ -108,31 +252,172 @@ impl RxThread {
                     continue;
                 }
             };
-            let datagram = &mut buf[..len];
-            match decap(table.load(), &from, datagram) {
-                RxVerdict::Deliver(range) => {
-                    let packet = &datagram[range];
-                    match self.tun.write(packet) {
-                        Ok(_) => self.counters.delivered(packet.len()),
-                        Err(e) => {
-                            self.counters.dropped(DropReason::IoError);
-                            first_error.log("overlay-rx", "writing to the TUN device", &e);
+            let stop = self.batch(
+                table.load(),
+                &batch,
+                &mut buf,
+                coalescer.as_mut(),
+                &mut first_error,
+            );
+            if stop {
+                break;
+            }
+            if let Some(c) = coalescer.as_mut() {
+                held += batch.count();
+                if held >= FLUSH_AFTER {
+                    held = 0;
+                    self.flush(c, &mut first_error);
+                }
+            }
+        }
+    }
+
+    /// Writes every pending super-packet.
+    fn flush(&self, coalescer: &mut Coalescer, first_error: &mut FirstError) {
+        let mut writer = TunWriter::new(&self.tun);
+        coalescer.flush(&mut |f| writer.write(f));
+        writer.count(&self.counters, first_error);
+    }
+
+    /// Handles one receive; true if the thread must stop.
+    #[inline]
+    fn batch(
+        &self,
+        table: &ForwardingTable,
+        batch: &Batch,
+        buf: &mut [u8],
+        mut coalescer: Option<&mut Coalescer>,
+        first_error: &mut FirstError,
+    ) -> bool {
+        let count = batch.count();
+        if count > 1 {
+            self.counters.gro_batch();
+        }
+        if !table.accepts_sender(&batch.from) {
+            self.counters.dropped_n(DropReason::NotPeer, count);
+            return false;
+        }
+        let segment = batch.segment.max(1);
+        let mut len = batch.len.min(buf.len());
+        if batch.truncated {
+            // The last datagram was cut off: drop it.
+            self.counters.dropped(DropReason::Malformed);
+            if count == 1 {
+                return false;
+            }
+            len = (len - 1) / segment * segment;
+        }
+        let mut writer = TunWriter::new(&self.tun);
+        let mut relay: Option<RelayRun> = None;
+        let mut tally: Option<Tally> = None;
+        let mut stop = false;
+        let mut off = 0;
+        // At least once: an empty datagram is one (malformed) datagram.
+        while !stop {
+            let end = (off + segment).min(len);
+            match decap_datagram(table, &mut buf[off..end]) {
+                RxVerdict::Relay { to } => match &mut relay {
+                    Some(run) if run.to == to && run.end == off => run.end = end,
+                    _ => {
+                        if let Some(run) = relay.take() {
+                            stop =
+                                self.relay(&buf[run.start..run.end], segment, run.to, first_error);
+                        }
+                        relay = Some(RelayRun {
+                            start: off,
+                            end,
+                            to,
+                        });
+                    }
+                },
+                RxVerdict::Deliver {
+                    range,
+                    src,
+                    partial,
+                } => {
+                    let packet = off + range.start..off + range.end;
+                    match &mut tally {
+                        Some(t) if t.peer == src => {
+                            t.packets += 1;
+                            t.bytes += packet.len();
+                        }
+                        _ => {
+                            if let Some(t) = tally.take() {
+                                self.counters.delivered(t.peer, t.packets, t.bytes);
+                            }
+                            tally = Some(Tally {
+                                peer: src,
+                                packets: 1,
+                                bytes: packet.len(),
+                            });
                         }
                     }
-                }
-                RxVerdict::Relay { to } => {
-                    match self.udp.send_waiting(datagram, to, &self.shutdown) {
-                        Sent::Ok => self.counters.relayed(),
-                        Sent::Stop => break,
-                        Sent::Failed(reason, e) => {
-                            self.counters.dropped(reason);
-                            first_error.log("overlay-rx", "relaying to a peer", &e);
+                    if let Some(c) = coalescer.as_deref_mut() {
+                        c.push(&buf[packet], partial.is_some(), &mut |f| writer.write(f));
+                    } else if writer.vnet_hdr {
+                        // The virtio header goes over the end of the overlay header, already
+                        // parsed: one write, no copy.
+                        let frame = packet.start - VNET_HDR_LEN..packet.end;
+                        let _ = single_vnet_hdr(partial).emit(&mut buf[frame.clone()]);
+                        writer.write(&buf[frame]);
+                    } else {
+                        if let Some((start, offset)) = partial {
+                            // Cannot fail: decap checked the L4 header is inside the packet.
+                            let _ = packet::complete_checksum(
+                                &mut buf[packet.clone()],
+                                usize::from(start),
+                                usize::from(offset),
+                            );
                         }
+                        writer.write(&buf[packet]);
                     }
                 }
                 RxVerdict::Drop(reason) => self.counters.dropped(reason),
             }
+            if end == len {
+                break;
+            }
+            off = end;
         }
+        if let Some(run) = relay {
+            if !stop {
+                stop = self.relay(&buf[run.start..run.end], segment, run.to, first_error);
+            }
+        }
+        if let Some(t) = tally {
+            self.counters.delivered(t.peer, t.packets, t.bytes);
+        }
+        writer.count(&self.counters, first_error);
+        stop
+    }
+
+    /// Relays `datagrams` (each `segment` bytes but the last); true if the thread must stop.
+    #[inline]
+    fn relay(
+        &self,
+        datagrams: &[u8],
+        segment: usize,
+        to: SocketAddr,
+        first_error: &mut FirstError,
+    ) -> bool {
+        let o: Outcome = self
+            .udp
+            .send_segments(datagrams, segment, to, &self.shutdown);
+        if o.sent > 0 {
+            self.counters.relayed(o.sent);
+        }
+        if o.gso_sends > 0 {
+            self.counters.gso_sends(o.gso_sends);
+        }
+        for (reason, n) in o.drops() {
+            if n > 0 {
+                self.counters.dropped_n(reason, n);
+            }
+        }
+        if let Some(e) = &o.error {
+            first_error.log("overlay-rx", "relaying to a peer", e);
+        }
+        o.stop
     }
 }
 
@@ -149,7 +434,52 @@ mod tests {
         let mut d = datagram(Header::ip(A.id(), B.id()), &packet);
         d.extend_from_slice(&[0; 3]); // trailing bytes past the IPv4 total length
         let v = decap(&table, &A.underlay(), &mut d);
-        assert_eq!(v, RxVerdict::Deliver(HEADER_LEN..HEADER_LEN + packet.len()));
+        assert_eq!(
+            v,
+            RxVerdict::Deliver {
+                range: HEADER_LEN..HEADER_LEN + packet.len(),
+                src: A.id(),
+                partial: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_partial_checksum_is_passed_on_for_whole_tcp_and_udp_packets_only() {
+        let table = table_of(B, false);
+        let mut h = Header::ip(A.id(), B.id());
+        h.flags = FLAG_CSUM_PARTIAL;
+        let udp = ipv4_udp([10, 32, 1, 5], [10, 32, 2, 1], b"payload");
+        assert_eq!(
+            decap(&table, &A.underlay(), &mut datagram(h, &udp)),
+            RxVerdict::Deliver {
+                range: HEADER_LEN..HEADER_LEN + udp.len(),
+                src: A.id(),
+                partial: Some((20, 6))
+            }
+        );
+        let mut icmp = udp.clone();
+        icmp[9] = 1;
+        assert_eq!(
+            decap(&table, &A.underlay(), &mut datagram(h, &icmp)),
+            RxVerdict::Drop(DropReason::Malformed)
+        );
+        let mut fragment = udp;
+        fragment[6] = 0x20;
+        assert_eq!(
+            decap(&table, &A.underlay(), &mut datagram(h, &fragment)),
+            RxVerdict::Drop(DropReason::Malformed)
+        );
+        assert_eq!(single_vnet_hdr(None), VnetHdr::default());
+        assert_eq!(
+            single_vnet_hdr(Some((20, 16))),
+            VnetHdr {
+                flags: VnetHdr::NEEDS_CSUM,
+                csum_start: 20,
+                csum_offset: 16,
+                ..VnetHdr::default()
+            }
+        );
     }
 
     #[test]
@@ -176,7 +506,7 @@ mod tests {
         );
         assert!(matches!(
             decap(&table_of(B, true), &C.underlay(), &mut d),
-            RxVerdict::Deliver(_)
+            RxVerdict::Deliver { .. }
         ));
         last_hop.hop_limit = 0;
         let mut d = datagram(last_hop, &packet);

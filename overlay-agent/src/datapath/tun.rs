@@ -1,12 +1,15 @@
-//! The TUN device: creation (`TUNSETIFF`), MTU and queue length. All TUN ioctls live here.
+//! The TUN device: creation (`TUNSETIFF`), offloads (`TUNSETOFFLOAD`), MTU and queue length.
+//! All TUN ioctls live here.
 //!
-//! The device is opened with `IFF_TUN | IFF_NO_PI`: every read returns exactly one IP packet
-//! and every write injects one, with no packet-information prefix. The fd is non-blocking; the
-//! packet threads wait for it with `poll(2)` (see [`super::wake`]). The device exists as long
-//! as the fd is open (it is not made persistent).
-//!
-//! The fast path adds `IFF_VNET_HDR` to [`TUN_FLAGS`] and a `TUNSETOFFLOAD` call after
-//! `TUNSETIFF`; reads and writes then carry a 10-byte virtio-net header in front of each packet.
+//! The device is opened with `IFF_TUN | IFF_NO_PI`, plus `IFF_VNET_HDR` unless offloads are
+//! switched off. With it, every read and write carries a 10-byte virtio-net header
+//! ([`overlay_proto::vnet`]) in front of the IP packet, and `TUNSETOFFLOAD` lets the kernel
+//! hand us (and take from us) 64 KiB TCP super-packets with partial checksums (`TUN_F_CSUM`,
+//! `TUN_F_TSO4/6`, `TUN_F_TSO_ECN`), and UDP ones (`TUN_F_USO4/6`) where the kernel knows
+//! them (Linux ≥ 6.2: we retry without them when refused). Without it, every read returns
+//! exactly one IP packet and every write injects one. The fd is non-blocking; the packet
+//! threads wait for it with `poll(2)` (see [`super::wake`]). The device exists as long as the
+//! fd is open (it is not made persistent).
 
 use super::DatapathError;
 use std::fs::File;
@@ -15,8 +18,16 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 
-/// Flags passed to `TUNSETIFF`.
+/// Flags passed to `TUNSETIFF` for a plain TUN.
 const TUN_FLAGS: libc::c_short = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+/// Offloads asked for with `TUNSETOFFLOAD` (USO is dropped if the kernel refuses it).
+const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM
+    | libc::TUN_F_TSO4
+    | libc::TUN_F_TSO6
+    | libc::TUN_F_TSO_ECN
+    | libc::TUN_F_USO4
+    | libc::TUN_F_USO6;
+const USO: libc::c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
 
 /// Transmit queue length set on the device (packets the kernel queues for us to read); the
 /// default of 500 drops packets in bursts.
@@ -27,6 +38,18 @@ pub(crate) const TXQUEUELEN: u32 = 5000;
 pub(crate) struct Tun {
     file: File,
     name: String,
+    features: TunFeatures,
+}
+
+/// What the device was opened with and the kernel accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TunFeatures {
+    /// Reads and writes carry a virtio-net header.
+    pub(crate) vnet_hdr: bool,
+    /// TCP super-packets (TSO4/6, ECN) and partial checksums.
+    pub(crate) tso: bool,
+    /// UDP super-packets (USO4/6).
+    pub(crate) uso: bool,
 }
 
 /// True if the kernel would accept `name` as an interface name (`dev_valid_name`).
@@ -53,8 +76,9 @@ fn ifreq_for(name: &str) -> libc::ifreq {
 
 impl Tun {
     /// Creates (or attaches to) TUN device `name` in the calling thread's network namespace,
-    /// sets its MTU and raises its transmit queue length. The device is left down.
-    pub(crate) fn create(name: &str, mtu: u32) -> Result<Tun, DatapathError> {
+    /// with offloads unless `plain`, sets its MTU and raises its transmit queue length. The
+    /// device is left down.
+    pub(crate) fn create(name: &str, mtu: u32, plain: bool) -> Result<Tun, DatapathError> {
         if !valid_ifname(name) {
             return Err(DatapathError::InvalidName {
                 iface: name.to_owned(),
@@ -70,7 +94,11 @@ impl Tun {
                 error,
             })?;
         let mut req = ifreq_for(name);
-        req.ifr_ifru.ifru_flags = TUN_FLAGS;
+        req.ifr_ifru.ifru_flags = if plain {
+            TUN_FLAGS
+        } else {
+            TUN_FLAGS | libc::IFF_VNET_HDR as libc::c_short
+        };
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is a valid, exclusively
         // borrowed ifreq that outlives the call, and the fd is an open /dev/net/tun.
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
@@ -80,10 +108,14 @@ impl Tun {
                 error: io::Error::last_os_error(),
             });
         }
-        let tun = Tun {
+        let mut tun = Tun {
             file,
             name: name.to_owned(),
+            features: TunFeatures::default(),
         };
+        if !plain {
+            tun.features = tun.set_offloads()?;
+        }
         let mtu = libc::c_int::try_from(mtu).map_err(|_| DatapathError::TunConfigure {
             iface: tun.name.clone(),
             what: "MTU",
@@ -92,6 +124,46 @@ impl Tun {
         tun.set_int(libc::SIOCSIFMTU, mtu, "MTU")?;
         tun.set_int(libc::SIOCSIFTXQLEN, TXQUEUELEN as libc::c_int, "txqueuelen")?;
         Ok(tun)
+    }
+
+    /// Turns on [`OFFLOADS`], without USO if the kernel refuses it.
+    fn set_offloads(&self) -> Result<TunFeatures, DatapathError> {
+        let set = |flags: libc::c_uint| {
+            // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int of TUN_F_*
+            // flags), not as a pointer; the fd is an open TUN device.
+            let rc = unsafe {
+                libc::ioctl(
+                    self.file.as_raw_fd(),
+                    libc::TUNSETOFFLOAD as _,
+                    libc::c_ulong::from(flags),
+                )
+            };
+            if rc < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        let mut features = TunFeatures {
+            vnet_hdr: true,
+            tso: true,
+            uso: true,
+        };
+        if set(OFFLOADS).is_err() {
+            // Kernels before 6.2 know no USO and refuse the whole call with EINVAL.
+            features.uso = false;
+            set(OFFLOADS & !USO).map_err(|error| DatapathError::TunConfigure {
+                iface: self.name.clone(),
+                what: "offloads (TUNSETOFFLOAD)",
+                error,
+            })?;
+        }
+        Ok(features)
+    }
+
+    /// What the device was opened with and the kernel accepted.
+    pub(crate) fn features(&self) -> TunFeatures {
+        self.features
     }
 
     /// Sets an integer interface attribute through a socket ioctl (`SIOCSIF*`).
@@ -127,13 +199,14 @@ impl Tun {
         &self.name
     }
 
-    /// Reads one packet into `buf` (non-blocking: `WouldBlock` when none is queued).
+    /// Reads one packet into `buf`, after its virtio-net header if the device has one
+    /// (non-blocking: `WouldBlock` when none is queued).
     #[inline]
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         (&self.file).read(buf)
     }
 
-    /// Writes one packet.
+    /// Writes one packet (after its virtio-net header if the device has one).
     #[inline]
     pub(crate) fn write(&self, packet: &[u8]) -> io::Result<usize> {
         (&self.file).write(packet)

@@ -1,61 +1,133 @@
-//! TUN → UDP: read a packet, find the peer owning its destination, put the overlay header in
-//! front of it and send it to the next hop.
+//! TUN → UDP: read a packet or a super-packet, find the peer owning its destination (one
+//! lookup per super-packet), give every segment an overlay header and send them to the next
+//! hop in as few sends as GSO allows.
+//!
+//! The read buffer is laid out so that the IP packet always starts at [`HEADER_LEN`]: with a
+//! virtio-net header the TUN is read at `HEADER_LEN - VNET_HDR_LEN`. A single packet then
+//! gets its overlay header written in front of it in place (over the virtio header, once
+//! parsed) and goes out as one datagram; a super-packet is split by
+//! [`overlay_proto::segment::split`] into the thread's second buffer.
 
 use super::counters::{Counters, DropReason};
+use super::packet::{self, Ipv4Info};
 use super::tun::Tun;
-use super::udp::{Sent, Udp};
+use super::udp::{Outcome, Udp};
 use super::wake::{Shutdown, Wait, READABLE};
-use super::{packet, FirstError, ERROR_BACKOFF_MS, MAX_PACKET};
+use super::{FirstError, ERROR_BACKOFF_MS, MAX_PACKET};
 use arc_swap::{ArcSwap, Cache};
 use overlay_proto::forwarding::{ForwardingTable, Lookup};
-use overlay_proto::header::{Header, HEADER_LEN};
+use overlay_proto::header::{Header, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use overlay_proto::peer::PeerId;
+use overlay_proto::segment::{self, SplitError, SplitLayout};
+use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+/// Size of the buffer a super-packet is split into: 64 KiB of payload plus, for each of up
+/// to 128 segments, an overlay header and the largest IPv4 + TCP headers (60 + 60 bytes).
+pub(crate) const SPLIT_BUFFER: usize = 128 << 10;
+
 /// What to do with a packet read from the TUN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxVerdict {
-    /// Send `buf[..len]` (header and packet) to `to`.
-    Send {
+    /// Send `buf[..len]` (header and packet) to `to` as one datagram.
+    Single {
         /// The next hop's underlay address.
         to: SocketAddr,
+        /// The destination peer.
+        dst: PeerId,
         /// Datagram length.
         len: usize,
+    },
+    /// Send the datagrams laid out in the split buffer to `to`.
+    Split {
+        /// The next hop's underlay address.
+        to: SocketAddr,
+        /// The destination peer.
+        dst: PeerId,
+        /// Where they are.
+        layout: SplitLayout,
     },
     /// Drop the packet, counting it under this reason.
     Drop(DropReason),
 }
 
-/// Decides where the packet in `buf[HEADER_LEN..HEADER_LEN + len]` goes and, if it is sent,
-/// writes the overlay header into `buf[..HEADER_LEN]`.
+/// Where a packet goes: the destination peer and the next hop's address.
 ///
 /// Non-IPv4 packets and destinations outside the cluster are `Unsupported`; a destination
 /// whose block has no owner, whose owner is unreachable, or that is in our own block (the
 /// kernel should have delivered it locally) has no route.
 #[inline]
-pub(crate) fn encap(table: &ForwardingTable, buf: &mut [u8], len: usize) -> TxVerdict {
-    let Some(packet) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+pub(crate) fn route(
+    table: &ForwardingTable,
+    packet: &[u8],
+) -> Result<(Ipv4Info, PeerId, SocketAddr), DropReason> {
+    let ip = packet::parse_ipv4(packet)?;
+    match table.lookup(ip.dst) {
+        Lookup::Remote { dst, next_hop } => Ok((ip, dst, next_hop.addr)),
+        Lookup::OutsideCluster => Err(DropReason::Unsupported),
+        Lookup::Local | Lookup::Unreachable | Lookup::NoOwner => Err(DropReason::NoRoute),
+    }
+}
+
+/// Decides where the packet in `buf[HEADER_LEN..HEADER_LEN + len]` goes, with its virtio
+/// header if the TUN has them, and prepares the datagrams: a single packet gets its header in
+/// `buf[..HEADER_LEN]`, a super-packet is split into `out`.
+///
+/// A partial checksum (`NEEDS_CSUM`) travels as [`FLAG_CSUM_PARTIAL`] when it is the plain
+/// TCP/UDP one the receiver can describe to its kernel again; any other is completed here.
+#[inline]
+pub(crate) fn encap(
+    table: &ForwardingTable,
+    vnet: Option<&VnetHdr>,
+    buf: &mut [u8],
+    len: usize,
+    out: &mut [u8],
+) -> TxVerdict {
+    let Some(packet) = buf.get_mut(HEADER_LEN..HEADER_LEN + len) else {
         return TxVerdict::Drop(DropReason::Malformed);
     };
-    let ip = match packet::parse_ipv4(packet) {
-        Ok(ip) => ip,
+    let (ip, dst, to) = match route(table, packet) {
+        Ok(r) => r,
         Err(reason) => return TxVerdict::Drop(reason),
     };
-    match table.lookup(ip.dst) {
-        Lookup::Remote { dst, next_hop } => {
-            // Cannot fail: the packet slice above proved buf is longer than the header.
-            let _ = Header::ip(table.me(), dst).emit(buf);
-            TxVerdict::Send {
-                to: next_hop.addr,
-                len: HEADER_LEN + len,
-            }
+    let mut header = Header::ip(table.me(), dst);
+    let vnet = vnet.copied().unwrap_or_default();
+    let partial = vnet.flags & VnetHdr::NEEDS_CSUM != 0;
+    if vnet.gso_type & !VnetHdr::GSO_ECN != VnetHdr::GSO_NONE {
+        if partial {
+            header.flags |= FLAG_CSUM_PARTIAL;
         }
-        Lookup::OutsideCluster => TxVerdict::Drop(DropReason::Unsupported),
-        Lookup::Local | Lookup::Unreachable | Lookup::NoOwner => {
-            TxVerdict::Drop(DropReason::NoRoute)
+        return match segment::split(&vnet, &packet[..ip.total_len], &header, out) {
+            Ok(layout) => TxVerdict::Split { to, dst, layout },
+            Err(SplitError::Unsupported(_)) => TxVerdict::Drop(DropReason::Unsupported),
+            Err(
+                SplitError::Malformed(_)
+                | SplitError::TooManySegments(_)
+                | SplitError::BufferTooSmall(_),
+            ) => TxVerdict::Drop(DropReason::Malformed),
+        };
+    }
+    if partial {
+        let (start, offset) = (vnet.csum_start, vnet.csum_offset);
+        if packet::l4_checksum(&ip) == Some((start, offset)) {
+            header.flags |= FLAG_CSUM_PARTIAL;
+        } else if !packet::complete_checksum(
+            &mut packet[..ip.total_len],
+            usize::from(start),
+            usize::from(offset),
+        ) {
+            return TxVerdict::Drop(DropReason::Malformed);
         }
+    }
+    // Cannot fail: the packet slice above proved buf is longer than the header.
+    let _ = header.emit(buf);
+    TxVerdict::Single {
+        to,
+        dst,
+        len: HEADER_LEN + len,
     }
 }
 
@@ -72,12 +144,19 @@ pub(crate) struct TxThread {
 impl TxThread {
     /// Moves packets until shutdown is requested.
     pub(crate) fn run(self) {
+        let vnet_hdr = self.tun.features().vnet_hdr;
+        let read_at = if vnet_hdr {
+            HEADER_LEN - VNET_HDR_LEN
+        } else {
+            HEADER_LEN
+        };
         let mut buf = vec![0u8; HEADER_LEN + MAX_PACKET].into_boxed_slice();
+        let mut out = vec![0u8; SPLIT_BUFFER].into_boxed_slice();
         let mut table = Cache::new(Arc::clone(&self.table));
         let mut first_error = FirstError::default();
         while !self.shutdown.requested() {
-            let len = match self.tun.read(&mut buf[HEADER_LEN..]) {
-                Ok(len) => len,
+            let n = match self.tun.read(&mut buf[read_at..]) {
+                Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     match self.shutdown.wait(self.tun.as_fd(), READABLE, -1) {
                         Wait::Stop => break,
@@ -93,20 +172,76 @@ impl TxThread {
                     continue;
                 }
             };
-            match encap(table.load(), &mut buf, len) {
-                TxVerdict::Send { to, len: datagram } => {
-                    match self.udp.send_waiting(&buf[..datagram], to, &self.shutdown) {
-                        Sent::Ok => self.counters.sent(len),
-                        Sent::Stop => break,
-                        Sent::Failed(reason, e) => {
-                            self.counters.dropped(reason);
-                            first_error.log("overlay-tx", "sending to a peer", &e);
-                        }
+            let (vnet, len) = if vnet_hdr {
+                match VnetHdr::parse(&buf[read_at..read_at + n]) {
+                    Ok(v) => (Some(v), n - VNET_HDR_LEN),
+                    Err(_) => {
+                        self.counters.dropped(DropReason::Malformed);
+                        continue;
                     }
                 }
-                TxVerdict::Drop(reason) => self.counters.dropped(reason),
+            } else {
+                (None, n)
+            };
+            let outcome = match encap(table.load(), vnet.as_ref(), &mut buf, len, &mut out) {
+                TxVerdict::Single { to, dst, len } => {
+                    let o = self.udp.send_segments(&buf[..len], len, to, &self.shutdown);
+                    (o, dst, len - HEADER_LEN, 1, len)
+                }
+                TxVerdict::Split { to, dst, layout } => {
+                    self.counters.super_packet();
+                    let o = self.udp.send_segments(
+                        &out[..layout.total_len],
+                        layout.datagram_len,
+                        to,
+                        &self.shutdown,
+                    );
+                    let inner = layout.total_len - layout.count * HEADER_LEN;
+                    (o, dst, inner, layout.count, layout.datagram_len)
+                }
+                TxVerdict::Drop(reason) => {
+                    self.counters.dropped(reason);
+                    continue;
+                }
+            };
+            let (o, dst, inner_bytes, count, datagram_len) = outcome;
+            if self.account(&o, dst, inner_bytes, count, datagram_len, &mut first_error) {
+                break;
             }
         }
+    }
+
+    /// Counts what a send did; true if the thread must stop.
+    #[inline]
+    fn account(
+        &self,
+        o: &Outcome,
+        dst: PeerId,
+        inner_bytes: usize,
+        count: usize,
+        datagram_len: usize,
+        first_error: &mut FirstError,
+    ) -> bool {
+        if o.sent > 0 {
+            let bytes = if o.sent == count {
+                inner_bytes
+            } else {
+                o.sent * datagram_len.saturating_sub(HEADER_LEN)
+            };
+            self.counters.sent(dst, o.sent, bytes);
+        }
+        if o.gso_sends > 0 {
+            self.counters.gso_sends(o.gso_sends);
+        }
+        for (reason, n) in o.drops() {
+            if n > 0 {
+                self.counters.dropped_n(reason, n);
+            }
+        }
+        if let Some(e) = &o.error {
+            first_error.log("overlay-tx", "sending to a peer", e);
+        }
+        o.stop
     }
 }
 
@@ -116,38 +251,98 @@ mod tests {
     use crate::datapath::test_util::{ipv4_udp, table_of, A, B, C};
     use overlay_proto::header::DEFAULT_HOP_LIMIT;
 
-    fn encap_packet(table: &ForwardingTable, packet: &[u8]) -> (TxVerdict, Vec<u8>) {
+    fn encap_packet(
+        table: &ForwardingTable,
+        vnet: Option<&VnetHdr>,
+        packet: &[u8],
+    ) -> (TxVerdict, Vec<u8>) {
         let mut buf = vec![0xaa; HEADER_LEN + packet.len()];
         buf[HEADER_LEN..].copy_from_slice(packet);
-        let v = encap(table, &mut buf, packet.len());
+        let mut out = vec![0u8; SPLIT_BUFFER];
+        let v = encap(table, vnet, &mut buf, packet.len(), &mut out);
         (v, buf)
+    }
+
+    /// `ipv4_udp` with a partial checksum: the pseudo-header sum in the checksum field.
+    fn partial_udp(payload: &[u8]) -> Vec<u8> {
+        let mut p = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], payload);
+        let mut sum: u32 = p[12..20]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        sum += 17 + (8 + payload.len()) as u32;
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        p[26..28].copy_from_slice(&(sum as u16).to_be_bytes());
+        p
     }
 
     #[test]
     fn packet_for_a_peer_block_gets_a_header_and_goes_to_the_next_hop() {
         let table = table_of(A, false);
         let packet = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], b"hello");
-        let (v, buf) = encap_packet(&table, &packet);
+        for vnet in [None, Some(VnetHdr::default())] {
+            let (v, buf) = encap_packet(&table, vnet.as_ref(), &packet);
+            assert_eq!(
+                v,
+                TxVerdict::Single {
+                    to: SocketAddr::from(([10, 99, 0, 2], 6783)),
+                    dst: B.id(),
+                    len: HEADER_LEN + packet.len()
+                }
+            );
+            let h = Header::parse(&buf).expect("header");
+            assert_eq!(h, Header::ip(A.id(), B.id()));
+            assert_eq!(h.hop_limit, DEFAULT_HOP_LIMIT);
+            assert_eq!(&buf[HEADER_LEN..], &packet[..], "packet untouched");
+        }
+    }
+
+    #[test]
+    fn a_plain_partial_checksum_travels_as_a_flag_and_others_are_completed() {
+        let table = table_of(A, false);
+        let packet = partial_udp(b"some payload");
+        let partial = VnetHdr {
+            flags: VnetHdr::NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        };
+        let (v, buf) = encap_packet(&table, Some(&partial), &packet);
+        assert!(matches!(v, TxVerdict::Single { .. }), "{v:?}");
+        assert_eq!(Header::parse(&buf).map(|h| h.flags), Ok(FLAG_CSUM_PARTIAL));
+        assert_eq!(&buf[HEADER_LEN..], &packet[..], "left partial");
+
+        // A checksum at an unusual place (here: the UDP length field, offset 4) is completed
+        // and the flag stays clear.
+        let odd = VnetHdr {
+            csum_offset: 4,
+            ..partial
+        };
+        let (v, buf) = encap_packet(&table, Some(&odd), &packet);
+        assert!(matches!(v, TxVerdict::Single { .. }), "{v:?}");
+        assert_eq!(Header::parse(&buf).map(|h| h.flags), Ok(0));
+        assert_ne!(&buf[HEADER_LEN + 24..HEADER_LEN + 26], &packet[24..26]);
+
+        // A checksum field outside the packet is malformed.
+        let outside = VnetHdr {
+            csum_start: 2000,
+            ..partial
+        };
         assert_eq!(
-            v,
-            TxVerdict::Send {
-                to: SocketAddr::from(([10, 99, 0, 2], 6783)),
-                len: HEADER_LEN + packet.len()
-            }
+            encap_packet(&table, Some(&outside), &packet).0,
+            TxVerdict::Drop(DropReason::Malformed)
         );
-        let h = Header::parse(&buf).expect("header");
-        assert_eq!(h, Header::ip(A.id(), B.id()));
-        assert_eq!(h.hop_limit, DEFAULT_HOP_LIMIT);
-        assert_eq!(&buf[HEADER_LEN..], &packet[..], "packet untouched");
     }
 
     #[test]
     fn relayed_route_sends_to_the_relay_with_the_final_destination_in_the_header() {
         let table = table_of(A, true);
         let packet = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], b"x");
-        let (v, buf) = encap_packet(&table, &packet);
+        let (v, buf) = encap_packet(&table, None, &packet);
         assert!(
-            matches!(v, TxVerdict::Send { to, .. } if to == SocketAddr::from(([10, 99, 0, 3], 6783)))
+            matches!(v, TxVerdict::Single { to, .. } if to == SocketAddr::from(([10, 99, 0, 3], 6783)))
         );
         assert_eq!(Header::parse(&buf).map(|h| h.dst), Ok(B.id()));
     }
@@ -164,7 +359,7 @@ mod tests {
         for (dst, reason) in cases {
             let packet = ipv4_udp([10, 32, 1, 1], dst, b"x");
             assert_eq!(
-                encap_packet(&table, &packet).0,
+                encap_packet(&table, None, &packet).0,
                 TxVerdict::Drop(reason),
                 "{dst:?}"
             );
@@ -172,17 +367,17 @@ mod tests {
         let mut v6 = [0u8; 40];
         v6[0] = 0x60;
         assert_eq!(
-            encap_packet(&table, &v6).0,
+            encap_packet(&table, None, &v6).0,
             TxVerdict::Drop(DropReason::Unsupported)
         );
         assert_eq!(
-            encap_packet(&table, &[0x45; 10]).0,
+            encap_packet(&table, None, &[0x45; 10]).0,
             TxVerdict::Drop(DropReason::Malformed)
         );
         // A length past the buffer is refused, not a panic.
         let mut buf = [0u8; HEADER_LEN + 4];
         assert_eq!(
-            encap(&table, &mut buf, 5),
+            encap(&table, None, &mut buf, 5, &mut []),
             TxVerdict::Drop(DropReason::Malformed)
         );
     }
@@ -194,11 +389,11 @@ mod tests {
         let empty = ForwardingTable::empty(C.id(), "10.32.0.0/12".parse().expect("net"), 24);
         let packet = ipv4_udp([10, 32, 3, 1], [10, 32, 1, 1], b"x");
         assert!(matches!(
-            encap_packet(&table, &packet).0,
-            TxVerdict::Send { .. }
+            encap_packet(&table, None, &packet).0,
+            TxVerdict::Single { .. }
         ));
         assert_eq!(
-            encap_packet(&empty, &packet).0,
+            encap_packet(&empty, None, &packet).0,
             TxVerdict::Drop(DropReason::NoRoute)
         );
     }

@@ -241,6 +241,7 @@ mod tests {
                     spoofed: 1,
                     ..Default::default()
                 },
+                ..Default::default()
             },
         }
     }
