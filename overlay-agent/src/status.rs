@@ -8,7 +8,7 @@ mod text;
 
 pub use text::render;
 
-use crate::datapath::CountersSnapshot;
+use crate::datapath::{CountersSnapshot, Offloads};
 use ipnet::Ipv4Net;
 use overlay_proto::node::NodeStats;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,9 @@ pub struct Status {
     /// Control-plane counters.
     #[serde(default)]
     pub control: NodeStats,
+    /// Offloads the data path uses.
+    #[serde(default)]
+    pub offloads: Offloads,
     /// Data-path counters (`tx_packets`, `rx_packets`, `drops`, ...).
     pub datapath: CountersSnapshot,
 }
@@ -69,6 +72,18 @@ pub struct PeerStatus {
     pub left: bool,
     /// Its instance id (16 hex digits).
     pub instance: String,
+    /// Inner packets sent to it (as their destination).
+    #[serde(default)]
+    pub tx_packets: u64,
+    /// Inner bytes sent to it.
+    #[serde(default)]
+    pub tx_bytes: u64,
+    /// Inner packets received from it (as their origin).
+    #[serde(default)]
+    pub rx_packets: u64,
+    /// Inner bytes received from it.
+    #[serde(default)]
+    pub rx_bytes: u64,
 }
 
 /// Who opened a connection.

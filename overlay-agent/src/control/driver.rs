@@ -168,6 +168,7 @@ impl<H: Host> Driver<H> {
                     mtu: self.mtu,
                     rejected_connections: self.rejected.load(Ordering::Relaxed),
                     datapath: self.host.counters(),
+                    offloads: self.host.offloads(),
                 };
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
             }

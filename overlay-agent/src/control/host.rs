@@ -1,7 +1,7 @@
 //! What the control plane changes on the machine: the data path's forwarding table and the
 //! TUN device's address. A trait, so the driver can be tested without root.
 
-use crate::datapath::{CountersSnapshot, Datapath};
+use crate::datapath::{CountersSnapshot, Datapath, Offloads};
 use crate::netlink;
 use ipnet::Ipv4Net;
 use overlay_proto::forwarding::ForwardingTable;
@@ -16,6 +16,9 @@ pub trait Host: Send + Sync + 'static {
 
     /// The data path's counters.
     fn counters(&self) -> CountersSnapshot;
+
+    /// The offloads the data path uses.
+    fn offloads(&self) -> Offloads;
 
     /// Gives the TUN device the node address (none when `None`) and the cluster route.
     fn set_node_address(
@@ -68,6 +71,13 @@ impl Host for SystemHost {
         self.datapath()
             .as_ref()
             .map(Datapath::counters)
+            .unwrap_or_default()
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.datapath()
+            .as_ref()
+            .map(Datapath::offloads)
             .unwrap_or_default()
     }
 

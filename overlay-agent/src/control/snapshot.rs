@@ -1,6 +1,6 @@
 //! The [`Status`] of a node, built from its state.
 
-use crate::datapath::CountersSnapshot;
+use crate::datapath::{CountersSnapshot, Offloads, PeerCounters};
 use crate::status::{
     instance_hex, ConnectionStatus, Direction, PeerStatus, Status, TargetState, TargetStatus,
 };
@@ -22,6 +22,8 @@ pub struct Extra {
     pub rejected_connections: u64,
     /// Data-path counters.
     pub datapath: CountersSnapshot,
+    /// Offloads the data path uses.
+    pub offloads: Offloads,
 }
 
 /// The status of `node` at `now`.
@@ -41,6 +43,14 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
         .filter(|r| r.name != *me)
         .map(|r| {
             let route = routes.get(&r.name);
+            let traffic = extra
+                .datapath
+                .peers
+                .binary_search_by_key(&r.name.id(), |p| p.peer)
+                .map_or_else(
+                    |_| PeerCounters::default(),
+                    |i| extra.datapath.peers[i].clone(),
+                );
             PeerStatus {
                 name: r.name.to_string(),
                 address: r.advertise,
@@ -51,6 +61,10 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
                 connected: connected.contains(&r.name),
                 left: r.left,
                 instance: instance_hex(r.instance),
+                tx_packets: traffic.tx_packets,
+                tx_bytes: traffic.tx_bytes,
+                rx_packets: traffic.rx_packets,
+                rx_bytes: traffic.rx_bytes,
             }
         })
         .collect();
@@ -107,6 +121,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
             .collect(),
         rejected_connections: extra.rejected_connections,
         control: node.stats().clone(),
+        offloads: extra.offloads,
         datapath: extra.datapath,
     }
 }

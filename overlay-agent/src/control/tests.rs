@@ -2,7 +2,7 @@
 //! protocol errors, leaving.
 
 use super::*;
-use crate::datapath::CountersSnapshot;
+use crate::datapath::{CountersSnapshot, Offloads};
 use crate::ipam_store::IpamStore;
 use crate::state::StateDir;
 use crate::status::{Status, TargetState};
@@ -30,6 +30,9 @@ impl Host for FakeHost {
     }
     fn counters(&self) -> CountersSnapshot {
         CountersSnapshot::default()
+    }
+    fn offloads(&self) -> Offloads {
+        Offloads::default()
     }
     async fn set_node_address(&self, address: Option<Ipv4Addr>) -> Result<(), String> {
         *self.address.lock().expect("lock") = address;

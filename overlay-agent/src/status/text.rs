@@ -1,7 +1,7 @@
 //! The text view of [`Status`] printed by `overlay-agent status`.
 
 use super::{Status, TargetState};
-use crate::datapath::CountersSnapshot;
+use crate::datapath::{CountersSnapshot, Offloads};
 use std::fmt::Write;
 
 /// Renders `s` for a person: a header of `Key: value` lines, then one line per peer.
@@ -63,6 +63,7 @@ pub fn render(s: &Status) -> String {
         format!("{} ({reachable} reachable)", s.peers.len()),
     );
     line(&mut out, "Data path", datapath_summary(&s.datapath));
+    line(&mut out, "Offloads", offloads_summary(&s.offloads));
     if s.rejected_connections > 0 {
         line(
             &mut out,
@@ -75,7 +76,7 @@ pub fn render(s: &Status) -> String {
     }
 
     if !s.peers.is_empty() {
-        let rows: Vec<[String; 6]> = s
+        let rows: Vec<[String; 8]> = s
             .peers
             .iter()
             .map(|p| {
@@ -91,13 +92,17 @@ pub fn render(s: &Status) -> String {
                     state.to_owned(),
                     p.next_hop.clone().unwrap_or_else(dash),
                     p.hops.to_string(),
+                    bytes(p.tx_bytes),
+                    bytes(p.rx_bytes),
                 ]
             })
             .collect();
         out.push('\n');
         table(
             &mut out,
-            ["PEER", "ADDRESS", "SUBNET", "STATE", "NEXT HOP", "HOPS"],
+            [
+                "PEER", "ADDRESS", "SUBNET", "STATE", "NEXT HOP", "HOPS", "SENT", "RECEIVED",
+            ],
             &rows,
         );
     }
@@ -142,6 +147,25 @@ fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N
     print(header);
     for row in rows {
         print(std::array::from_fn(|i| row[i].as_str()));
+    }
+}
+
+fn offloads_summary(o: &Offloads) -> String {
+    let on: Vec<&str> = [
+        (o.tun_tso, "tun-tso"),
+        (o.tun_uso, "tun-uso"),
+        (o.udp_gso, "udp-gso"),
+        (o.udp_gro, "udp-gro"),
+        (o.coalesce_tcp, "coalesce-tcp"),
+        (o.coalesce_udp, "coalesce-udp"),
+    ]
+    .into_iter()
+    .filter_map(|(used, name)| used.then_some(name))
+    .collect();
+    if on.is_empty() {
+        "none (one packet per system call)".to_owned()
+    } else {
+        on.join(", ")
     }
 }
 
@@ -199,6 +223,10 @@ mod tests {
                     connected: false,
                     left: false,
                     instance: "0000000000000001".into(),
+                    tx_packets: 40,
+                    tx_bytes: 3 << 20,
+                    rx_packets: 30,
+                    rx_bytes: 1500,
                 },
                 PeerStatus {
                     name: "node-c".into(),
@@ -210,6 +238,10 @@ mod tests {
                     connected: false,
                     left: false,
                     instance: "0000000000000002".into(),
+                    tx_packets: 0,
+                    tx_bytes: 0,
+                    rx_packets: 0,
+                    rx_bytes: 0,
                 },
             ],
             connections: vec![ConnectionStatus {
@@ -230,6 +262,14 @@ mod tests {
             }],
             rejected_connections: 0,
             control: Default::default(),
+            offloads: Offloads {
+                tun_vnet_hdr: true,
+                tun_tso: true,
+                udp_gso: true,
+                udp_gro: true,
+                coalesce_tcp: true,
+                ..Default::default()
+            },
             datapath: CountersSnapshot {
                 tx_packets: 10,
                 tx_bytes: 2048,
@@ -259,10 +299,11 @@ mod tests {
  Connections: 2 (1 established, 1 failed)
        Peers: 2 (1 reachable)
    Data path: tx 10 packets (2.0 KiB), rx 9 packets (100 B), relayed 1, dropped 3
+    Offloads: tun-tso, udp-gso, udp-gro, coalesce-tcp
 
-PEER    ADDRESS            SUBNET        STATE        NEXT HOP  HOPS
-node-b  192.168.1.11:6783  10.32.7.0/24  reachable    node-c    2
-node-c  192.168.1.12:6783  -             unreachable  -         0
+PEER    ADDRESS            SUBNET        STATE        NEXT HOP  HOPS  SENT     RECEIVED
+node-b  192.168.1.11:6783  10.32.7.0/24  reachable    node-c    2     3.0 MiB  1.5 KiB
+node-c  192.168.1.12:6783  -             unreachable  -         0     0 B      0 B
 
 Failing targets:
   192.168.1.11:6783 (3 failures, retry in 8s): connection refused
