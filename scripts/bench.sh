@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root scripts/bench.sh
-ensure_packages ip:iproute2 ss:iproute2 bridge:iproute2 ping:iputils-ping sysctl:procps iperf3:iperf3
+ensure_packages ip:iproute2 ss:iproute2 bridge:iproute2 ping:iputils-ping sysctl:procps iperf3:iperf3 nft:nftables
 target=${CARGO_TARGET_DIR:-target}
 echo "==> building (cargo build --release)" >&2
 cargo build --release --quiet --workspace --bins

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root scripts/demo.sh
-ensure_packages ip:iproute2 ping:iputils-ping sysctl:procps
+ensure_packages ip:iproute2 ping:iputils-ping sysctl:procps nft:nftables
 echo "==> building (cargo build --release)"
 cargo build --release --quiet --workspace --bins
 exec target/release/cluster "$@"

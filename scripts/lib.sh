@@ -7,7 +7,8 @@ need_root() {
   fi
 }
 
-# ensure_packages CMD:PACKAGE... installs PACKAGE with apt-get when CMD is missing.
+# ensure_packages CMD:PACKAGE... installs PACKAGE with apt-get when CMD is missing (CMD may be
+# an absolute path, e.g. /usr/lib/cni/portmap for a file outside $PATH).
 ensure_packages() {
   local missing=()
   for pair in "$@"; do

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Every test of the project: unit, property and simulation tests, and the root tests that build
-# network namespaces with real agents, the real CNI plugin and real traffic.
+# Every test of the project: unit, property and simulation tests, the root tests that build
+# network namespaces with real agents, the real CNI plugin and real traffic, and the
+# docker-compose demo on the machine's Docker engine (scripts/test-compose.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root scripts/test.sh
-ensure_packages ip:iproute2 sysctl:procps
-# Root tests fail rather than skip here.
+# nft: the agents masquerade pod egress; portmap: the CNI chaining tests.
+ensure_packages ip:iproute2 sysctl:procps nft:nftables /usr/lib/cni/portmap:containernetworking-plugins
+# Root tests and the Docker test fail rather than skip here.
 export OVERLAY_REQUIRE_ROOT=1
+export OVERLAY_REQUIRE_DOCKER=1
 cargo build --workspace --bins
 cargo test --workspace "$@"
+# Kubernetes: discovery with the k8s feature (kube-rs), and the manifests against the API schemas.
+cargo test -p overlay-agent --features k8s --lib --test kubernetes --test kubernetes_api --test kubernetes_cluster
+deploy/kubernetes/validate.sh
+scripts/test-compose.sh

@@ -9,6 +9,7 @@
 //! | `POST /ipam/allocations` | 200 [`Allocation`] (same address again for the same key) |
 //! | `GET /ipam/allocations/{container_id}/{ifname}` | 200 [`Allocation`], 404 when none |
 //! | `DELETE /ipam/allocations/{container_id}/{ifname}` | 204 whether or not one was held |
+//! | `GET /ipam/allocations` | 200 [`AllocationList`] (every address held, for CNI GC) |
 //!
 //! IPAM calls answer 503 while the node has no block, 400 for a malformed request, 507 when
 //! the block is full; every error body is an [`ApiError`]. An allocation is persisted before
@@ -23,7 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ipnet::Ipv4Net;
-use overlay_proto::api::{allocation_key, AllocateRequest, Allocation, ApiError};
+use overlay_proto::api::{
+    allocation_key, AllocateRequest, Allocation, AllocationList, ApiError, HeldAllocation,
+};
 use overlay_proto::ipam::node_address;
 use std::future::Future;
 use std::sync::Arc;
@@ -56,7 +59,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
-        .route("/ipam/allocations", post(allocate))
+        .route("/ipam/allocations", post(allocate).get(list))
         .route(
             "/ipam/allocations/{container_id}/{ifname}",
             get(get_allocation).delete(release),
@@ -157,6 +160,16 @@ async fn allocate(
     let held = blocking(move || ipam.allocate(&key)).await?;
     tracing::info!(key = %req.container_id, ifname = %req.ifname, address = %held.address, "pod address allocated");
     Ok(Json(allocation(&s, held)))
+}
+
+async fn list(State(s): State<ApiState>) -> Result<Json<AllocationList>, Failure> {
+    let ipam = s.ipam.clone();
+    let (block, held) = blocking(move || ipam.list()).await?;
+    let allocations = held
+        .into_iter()
+        .filter_map(|(key, address)| HeldAllocation::from_key(&key, address))
+        .collect();
+    Ok(Json(AllocationList { block, allocations }))
 }
 
 async fn get_allocation(

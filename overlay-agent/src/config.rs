@@ -51,6 +51,11 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// How long a peer must be unreachable before its block may be taken over.
     pub reclaim_after: Duration,
+    /// Discovery, block and readiness through the Kubernetes API ([`crate::kubernetes`]).
+    pub kubernetes: bool,
+    /// Masquerade pod traffic leaving the cluster range to the node's address
+    /// ([`crate::egress`]).
+    pub masquerade: bool,
 }
 
 /// Why the configuration is not usable. Each message is one line.
@@ -85,6 +90,9 @@ pub enum ConfigError {
     /// `--encrypt` without `--secret-file`.
     #[error("--encrypt needs --secret-file")]
     EncryptWithoutSecret,
+    /// `--kubernetes` in an agent built without the `k8s` feature.
+    #[error("--kubernetes needs an overlay-agent built with the `k8s` feature (cargo build --release -p overlay-agent --features k8s); this one was built without it")]
+    KubernetesNotBuilt,
     /// A feature that is not there yet.
     #[error("--{0} is not supported yet (cluster secrets and encryption come in a later release); remove it to run without")]
     NotSupported(&'static str),
@@ -250,6 +258,11 @@ impl Config {
             (false, Some(_)) => return Err(ConfigError::NotSupported("secret-file")),
             (false, None) => {}
         }
+        let kubernetes = s.parse("kubernetes", "false", parse::boolean)?;
+        if kubernetes && !cfg!(feature = "k8s") {
+            return Err(ConfigError::KubernetesNotBuilt);
+        }
+        let masquerade = s.parse("masquerade", "true", parse::boolean)?;
         Ok(Config {
             name,
             listen,
@@ -262,6 +275,8 @@ impl Config {
             metrics,
             state_dir,
             reclaim_after,
+            kubernetes,
+            masquerade,
         })
     }
 }

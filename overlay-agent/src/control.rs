@@ -39,6 +39,9 @@ pub enum Command {
     Status(oneshot::Sender<Status>),
     /// Dial this address too (e.g. a seed whose name resolved late).
     AddTarget(SocketAddr),
+    /// Stop dialing this address on its own account (e.g. a deleted Kubernetes Node); see
+    /// [`overlay_proto::node::Node::remove_target`].
+    RemoveTarget(SocketAddr),
 }
 
 /// How the rest of the agent reaches the driver.
@@ -68,6 +71,14 @@ impl ControlHandle {
     /// Asks the driver to dial `addr`; false if the driver is gone.
     pub async fn add_target(&self, addr: SocketAddr) -> bool {
         self.commands.send(Command::AddTarget(addr)).await.is_ok()
+    }
+
+    /// Asks the driver to stop dialing `addr` on its own account; false if the driver is gone.
+    pub async fn remove_target(&self, addr: SocketAddr) -> bool {
+        self.commands
+            .send(Command::RemoveTarget(addr))
+            .await
+            .is_ok()
     }
 }
 

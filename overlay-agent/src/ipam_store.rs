@@ -149,6 +149,15 @@ impl IpamStore {
         Ok(address.map(|address| Held { address, block }))
     }
 
+    /// The current block and every allocation in it (key, address), ordered by key.
+    pub fn list(&self) -> Result<(Ipv4Net, Vec<(String, Ipv4Addr)>), IpamError> {
+        let (held, block) = self.change(|a| {
+            let held = a.iter().map(|(k, addr)| (k.to_owned(), addr)).collect();
+            Ok((held, false))
+        })?;
+        Ok((block, held))
+    }
+
     /// Releases what `key` holds (persisted); `Ok(None)` when it held nothing.
     pub fn release(&self, key: &str) -> Result<Option<Ipv4Addr>, IpamError> {
         let (released, _) = self.change(|a| {
@@ -250,6 +259,26 @@ mod tests {
         let s = IpamStore::open(&dir).expect("reopen");
         s.set_block(Some(net("10.32.3.0/24"))).expect("set");
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn list_shows_the_current_block_only() {
+        let (_t, _d, s) = store();
+        assert!(matches!(s.list(), Err(IpamError::NoBlock)));
+        s.set_block(Some(net("10.32.3.0/24"))).expect("set");
+        s.allocate("c2/eth0").expect("allocate");
+        s.allocate("c1/eth0").expect("allocate");
+        let (block, held) = s.list().expect("list");
+        assert_eq!(block, net("10.32.3.0/24"));
+        assert_eq!(
+            held,
+            vec![
+                ("c1/eth0".to_owned(), Ipv4Addr::new(10, 32, 3, 3)),
+                ("c2/eth0".to_owned(), Ipv4Addr::new(10, 32, 3, 2)),
+            ]
+        );
+        s.set_block(None).expect("lose the claim");
+        assert!(matches!(s.list(), Err(IpamError::NoBlock)));
     }
 
     #[test]

@@ -11,13 +11,17 @@
 //! - [`state`]: the state directory.
 //! - [`datapath`]: TUN and UDP threads moving packets.
 //! - [`netlink`]: device, address and route setup.
+//! - [`egress`]: masquerading of pod traffic leaving the cluster range (nftables).
+//! - [`kubernetes`]: peers, block and readiness from and to the Kubernetes API (`--kubernetes`).
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod datapath;
+pub mod egress;
 pub mod ipam_store;
+pub mod kubernetes;
 pub mod netlink;
 pub mod run;
 pub mod state;

@@ -1,6 +1,7 @@
 //! `overlay-agent run`: starts the pieces in order, runs until SIGTERM/SIGINT, stops them.
 //!
-//! Start order: state directory (claim, allocations) → seeds resolved → advertised address →
+//! Start order: pod egress masquerade ([`crate::egress`], removed last on the way out) →
+//! state directory (claim, allocations) → seeds resolved → advertised address →
 //! overlay MTU → data path (TUN + UDP) → TUN address and cluster route → TCP listener → API →
 //! node → control-plane driver. Any failure before the driver runs is returned as one error
 //! (and the data path, if started, is stopped). On a signal the node leaves the cluster
@@ -11,7 +12,9 @@ use crate::api::{self, ApiState};
 use crate::config::{self, Config, PeerAddr};
 use crate::control::{ControlHandle, Driver, DriverConfig, Readiness, SystemHost};
 use crate::datapath::{Datapath, DatapathConfig, Disabled};
+use crate::egress;
 use crate::ipam_store::IpamStore;
+use crate::kubernetes::{self, Session};
 use crate::netlink;
 use crate::state::StateDir;
 use anyhow::{anyhow, Context};
@@ -54,14 +57,31 @@ pub async fn run_until(
     config: Config,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Pod egress needs only the cluster range; it goes first and is removed however the
+    // rest ends (a crash leaves it, and the next start replaces it).
+    let egress = egress::start(config.cluster, config.masquerade).await?;
+    let result = run_overlay(config, stop).await;
+    egress::stop(egress).await;
+    result
+}
+
+/// Everything of [`run_until`] but pod egress.
+async fn run_overlay(
+    config: Config,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     info!(name = %config.name, "starting");
     let state = StateDir::open(&config.state_dir)?;
     let claim = load_claim(&state, &config)?;
+    // --kubernetes: the Nodes give seeds, the advertised IP and the block (podCIDR wins).
+    let k8s = kubernetes::connect(&config).await?;
+    let claim = k8s.as_ref().and_then(Session::claim).or(claim);
     let ipam = Arc::new(IpamStore::open(&state)?);
     let instance: u64 = rand::random();
 
-    let (seeds, unresolved) = resolve_seeds(&config.peers).await;
-    let advertise_ip = match config.advertise.ip {
+    let (mut seeds, unresolved) = resolve_seeds(&config.peers).await;
+    seeds.extend(k8s.iter().flat_map(Session::seeds));
+    let advertise_ip = match config.advertise.ip.or(k8s.as_ref().and_then(Session::advertise_ip)) {
         Some(ip) => ip,
         None => config::default_advertise_ip(seeds.first().copied()).ok_or_else(|| {
             anyhow!("cannot find an address to advertise (no interface with an IPv4 address is up); set --advertise")
@@ -110,6 +130,7 @@ pub async fn run_until(
             unresolved,
             advertise,
             mtu,
+            k8s,
         },
         stop,
     )
@@ -137,6 +158,7 @@ struct Started {
     unresolved: Vec<PeerAddr>,
     advertise: SocketAddr,
     mtu: u32,
+    k8s: Option<Session>,
 }
 
 /// The steps after the data path started: TUN address, listener, API, node, driver.
@@ -176,6 +198,9 @@ async fn serve(
         let _ = api_stopped.await;
     }));
     info!(api = %config.api, "API listening");
+    if let Some(k8s) = s.k8s {
+        k8s.spawn(control.clone(), ready.clone());
+    }
 
     let node = Node::new(
         NodeConfig {

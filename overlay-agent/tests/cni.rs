@@ -8,6 +8,13 @@ use overlay_testbed::{Cluster, Netns};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// The default netconf with `result` as prevResult (what a runtime hands CHECK and DEL).
+fn with_prev(result: &serde_json::Value) -> String {
+    let mut conf: serde_json::Value = serde_json::from_str(&Cluster::netconf()).expect("netconf");
+    conf["prevResult"] = result.clone();
+    conf.to_string()
+}
+
 fn pod_ip(result: &serde_json::Value) -> String {
     result["ips"][0]["address"]
         .as_str()
@@ -66,7 +73,7 @@ fn concurrent_adds_get_unique_addresses_and_del_is_idempotent_and_releases() {
                 "CHECK",
                 &format!("c{k}"),
                 &ns.path(),
-                &Cluster::netconf(),
+                &with_prev(&results[k]),
             )
             .expect("cni");
         assert!(ok, "CHECK c{k}: {r}");
@@ -196,14 +203,36 @@ fn add_check_del_follow_the_cni_contract() {
     assert!(route.contains(&format!("via {gateway}")), "{route}");
 
     let (id, path) = (pod.container_id.clone(), pod.netns.path());
+    let checked = with_prev(r);
     let run = |c: &Cluster, cmd: &str| {
-        c.cni(0, cmd, &id, &path, &Cluster::netconf())
-            .expect("cni runs")
+        let conf = if cmd == "DEL" {
+            Cluster::netconf()
+        } else {
+            checked.clone()
+        };
+        c.cni(0, cmd, &id, &path, &conf).expect("cni runs")
     };
     let (ok, out) = run(&c, "CHECK");
     assert!(
         ok && out.is_null(),
         "CHECK prints nothing on success: {out}"
+    );
+    // CHECK compares with the result the runtime hands back, which it must hand back.
+    let (ok, out) = c
+        .cni(0, "CHECK", &id, &path, &Cluster::netconf())
+        .expect("cni runs");
+    assert!(!ok && out["code"] == 7, "CHECK without prevResult: {out}");
+    let mut other = r.clone();
+    other["interfaces"][1]["mac"] = "0a:00:00:00:00:99".into();
+    let (ok, out) = c
+        .cni(0, "CHECK", &id, &path, &with_prev(&other))
+        .expect("cni runs");
+    assert!(
+        !ok && out["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("0a:00:00:00:00:99"),
+        "CHECK of a result the pod does not match: {out}"
     );
     c.pods[k]
         .netns

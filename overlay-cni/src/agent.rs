@@ -7,13 +7,14 @@
 //! whose answer was lost is safe.
 
 use crate::error::Error;
-use overlay_proto::api::{AllocateRequest, Allocation, ApiError};
+use overlay_proto::api::{AllocateRequest, Allocation, AllocationList, ApiError};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Largest answer body read from the agent.
-const MAX_BODY: u64 = 64 * 1024;
+/// Largest answer body read from the agent (a list of every allocation of a block of up to
+/// 65 534 pods, about 100 bytes each, fits).
+const MAX_BODY: u64 = 8 << 20;
 /// First pause between attempts; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between attempts.
@@ -83,6 +84,25 @@ impl AgentClient {
         match self.call("DELETE", &path, None)? {
             (200..=299 | 404, _) => Ok(()),
             (status, body) => Err(self.refused(&request, status, &body)),
+        }
+    }
+
+    /// `GET /ipam/allocations`: every address the agent holds, with its key.
+    pub fn list(&self) -> Result<AllocationList, Error> {
+        let request = "GET /ipam/allocations";
+        match self.call("GET", "/ipam/allocations", None)? {
+            (200, body) => serde_json::from_slice(&body).map_err(|e| {
+                self.bad_answer(request, &format!("an undecodable allocation list: {e}"))
+            }),
+            (status, body) => Err(self.refused(request, status, &body)),
+        }
+    }
+
+    /// `GET /readyz`: Ok once the agent holds a block and its data path is up.
+    pub fn ready(&self) -> Result<(), Error> {
+        match self.call("GET", "/readyz", None)? {
+            (200, _) => Ok(()),
+            (status, body) => Err(self.refused("GET /readyz", status, &body)),
         }
     }
 
@@ -379,6 +399,31 @@ mod tests {
         let lines: Vec<String> = rx.try_iter().map(|(l, _)| l).collect();
         assert_eq!(lines[0], "GET /ipam/allocations/abc/eth0 HTTP/1.1");
         assert_eq!(lines[2], "DELETE /ipam/allocations/abc/eth0 HTTP/1.1");
+    }
+
+    #[test]
+    fn list_and_ready() {
+        let list = r#"{"block":"10.32.1.0/24","allocations":[
+            {"container_id":"abc","ifname":"eth0","address":"10.32.1.2"}]}"#;
+        let (addr, rx) = serve(vec![
+            (200, list.into()),
+            (200, "ready\n".into()),
+            (503, "not ready: no subnet claimed\n".into()),
+            (200, "[]".into()),
+        ]);
+        let client = AgentClient::new(addr, Duration::ZERO);
+        let l = client.list().expect("list");
+        assert_eq!(l.allocations.len(), 1);
+        assert_eq!(l.allocations[0].container_id, "abc");
+        client.ready().expect("ready");
+        let e = client.ready().expect_err("not ready");
+        assert_eq!(e.code(), 11);
+        assert!(e.details().contains("no subnet claimed"), "{}", e.details());
+        let e = client.list().expect_err("not a list");
+        assert!(e.to_string().contains("undecodable allocation list"), "{e}");
+        let lines: Vec<String> = rx.try_iter().map(|(l, _)| l).collect();
+        assert_eq!(lines[0], "GET /ipam/allocations HTTP/1.1");
+        assert_eq!(lines[1], "GET /readyz HTTP/1.1");
     }
 
     #[test]

@@ -14,6 +14,30 @@ pub enum Command {
     Check,
     /// Report the supported versions.
     Version,
+    /// Report whether the plugin can serve ADD (spec 1.1.0).
+    Status,
+    /// Release what attachments the runtime no longer knows hold (spec 1.1.0).
+    Gc,
+}
+
+impl Command {
+    /// The CNI_COMMAND value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+        }
+    }
+
+    /// True for the commands about the network as a whole rather than one attachment
+    /// (no CNI_CONTAINERID, CNI_NETNS or CNI_IFNAME).
+    pub fn is_network_wide(self) -> bool {
+        matches!(self, Command::Version | Command::Status | Command::Gc)
+    }
 }
 
 /// The environment of one invocation, checked for the command it names.
@@ -21,13 +45,15 @@ pub enum Command {
 pub struct CniEnv {
     /// CNI_COMMAND.
     pub command: Command,
-    /// CNI_CONTAINERID (empty for VERSION).
+    /// CNI_CONTAINERID (empty for VERSION, STATUS and GC).
     pub container_id: String,
-    /// CNI_NETNS: required for ADD and CHECK, optional for DEL, ignored for VERSION.
+    /// CNI_NETNS: required for ADD and CHECK, optional for DEL, ignored for VERSION, STATUS
+    /// and GC.
     pub netns: Option<PathBuf>,
-    /// CNI_IFNAME (empty for VERSION).
+    /// CNI_IFNAME (empty for VERSION, STATUS and GC).
     pub ifname: String,
-    /// CNI_PATH: required for ADD and CHECK (this plugin delegates to no other plugin).
+    /// CNI_PATH: required for ADD and CHECK, optional otherwise (this plugin delegates to no
+    /// other plugin).
     pub path: Option<String>,
 }
 
@@ -40,21 +66,25 @@ impl CniEnv {
             Some("DEL") => Command::Del,
             Some("CHECK") => Command::Check,
             Some("VERSION") => Command::Version,
+            Some("STATUS") => Command::Status,
+            Some("GC") => Command::Gc,
             Some(other) => {
                 return Err(Error::Env {
                     name: "CNI_COMMAND",
-                    problem: format!("is {other:?}, not one of ADD, DEL, CHECK, VERSION"),
+                    problem: format!(
+                        "is {other:?}, not one of ADD, DEL, CHECK, GC, STATUS, VERSION"
+                    ),
                 })
             }
             None => return Err(missing("CNI_COMMAND")),
         };
-        if command == Command::Version {
+        if command.is_network_wide() {
             return Ok(CniEnv {
                 command,
                 container_id: String::new(),
                 netns: None,
                 ifname: String::new(),
-                path: None,
+                path: nonempty("CNI_PATH"),
             });
         }
         let container_id = nonempty("CNI_CONTAINERID").ok_or_else(|| missing("CNI_CONTAINERID"))?;
@@ -168,9 +198,19 @@ mod tests {
     }
 
     #[test]
-    fn version_needs_only_the_command() {
-        let env = read(&[("CNI_COMMAND", "VERSION")]).expect("valid");
-        assert_eq!(env.command, Command::Version);
+    fn version_status_and_gc_need_only_the_command() {
+        for (name, command) in [
+            ("VERSION", Command::Version),
+            ("STATUS", Command::Status),
+            ("GC", Command::Gc),
+        ] {
+            let env = read(&[("CNI_COMMAND", name)]).expect("valid");
+            assert_eq!(env.command, command);
+            assert_eq!(command.name(), name);
+            assert!(env.container_id.is_empty() && env.netns.is_none());
+        }
+        let env = read(&[("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")]).expect("valid");
+        assert_eq!(env.path.as_deref(), Some("/opt/cni/bin"));
     }
 
     #[test]
@@ -201,7 +241,7 @@ mod tests {
     #[test]
     fn bad_values_are_rejected() {
         let mut vars = ADD.to_vec();
-        vars[0] = ("CNI_COMMAND", "GC");
+        vars[0] = ("CNI_COMMAND", "INIT");
         assert_eq!(env_error(read(&vars)).0, "CNI_COMMAND");
 
         let mut vars = ADD.to_vec();

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// CNI error codes (spec 1.0.0, "Error" section) and the one plugin-specific code we use.
+/// CNI error codes (spec 1.1.0, "Error" section) and the one plugin-specific code we use.
 pub mod code {
     /// Incompatible CNI version.
     pub const INCOMPATIBLE_VERSION: u32 = 1;
@@ -21,6 +21,8 @@ pub mod code {
     pub const INVALID_CONFIG: u32 = 7;
     /// Try again later.
     pub const TRY_AGAIN_LATER: u32 = 11;
+    /// The plugin is not available, i.e. cannot service ADD requests (STATUS, spec 1.1.0).
+    pub const NOT_AVAILABLE: u32 = 50;
     /// Internal error (the code libcni uses for "anything else").
     pub const INTERNAL: u32 = 999;
 }
@@ -48,6 +50,25 @@ pub enum Error {
     /// The configuration asks for a CNI version this plugin does not speak.
     #[error("cniVersion {0:?} is not supported (supported: {supported})", supported = crate::SUPPORTED_VERSIONS.join(", "))]
     Version(String),
+    /// A command that the configuration's CNI version does not have (GC, STATUS before 1.1.0).
+    #[error("CNI_COMMAND={command} needs cniVersion {needs} or later; the configuration has {version:?}", needs = crate::VERSION_1_1)]
+    CommandVersion {
+        /// The command.
+        command: &'static str,
+        /// The configuration's cniVersion.
+        version: String,
+    },
+    /// STATUS: the agent cannot attach pods now (not running, or no block yet).
+    #[error("the overlay agent at {api} cannot attach pods now: {problem}")]
+    NotAvailable {
+        /// The agent's API address.
+        api: String,
+        /// What the readiness probe saw.
+        problem: String,
+    },
+    /// GC could not remove everything stale (what it could remove, it removed).
+    #[error("garbage collection left {} stale resource(s): {}", .0.len(), .0.join("; "))]
+    Gc(Vec<String>),
     /// The pod's network namespace cannot be used.
     #[error("network namespace {path:?}: {problem}")]
     Netns {
@@ -131,7 +152,8 @@ impl Error {
             Error::Stdin(_) => code::IO,
             Error::Decode(_) => code::DECODE,
             Error::Config(_) => code::INVALID_CONFIG,
-            Error::Version(_) => code::INCOMPATIBLE_VERSION,
+            Error::Version(_) | Error::CommandVersion { .. } => code::INCOMPATIBLE_VERSION,
+            Error::NotAvailable { .. } => code::NOT_AVAILABLE,
             Error::Netns { .. } => code::UNKNOWN_CONTAINER,
             Error::AgentUnavailable { .. } => code::TRY_AGAIN_LATER,
             Error::Io { .. } => code::IO,
@@ -140,7 +162,8 @@ impl Error {
             | Error::AgentAnswer { .. }
             | Error::Netlink(_)
             | Error::Wiring(_)
-            | Error::Check(_) => code::INTERNAL,
+            | Error::Check(_)
+            | Error::Gc(_) => code::INTERNAL,
         }
     }
 
@@ -152,7 +175,8 @@ impl Error {
         }
     }
 
-    /// The error JSON for this failure.
+    /// The error JSON for this failure (with the plugin's newest version; see
+    /// [`ErrorReply::with_version`]).
     pub fn reply(&self) -> ErrorReply {
         ErrorReply {
             cni_version: crate::CNI_VERSION.to_owned(),
@@ -167,7 +191,7 @@ impl Error {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorReply {
-    /// Always the plugin's CNI version.
+    /// The configuration's cniVersion, or the plugin's newest when it is not known.
     pub cni_version: String,
     /// A [`code`] value.
     pub code: u32,
@@ -178,6 +202,12 @@ pub struct ErrorReply {
 }
 
 impl ErrorReply {
+    /// The same error, answered in `version` (the configuration's).
+    pub fn with_version(mut self, version: &str) -> ErrorReply {
+        version.clone_into(&mut self.cni_version);
+        self
+    }
+
     /// Adds a sentence to `details` (e.g. that cleaning up after the failure failed too).
     pub fn add_detail(&mut self, more: &str) {
         if !self.details.is_empty() {
@@ -212,6 +242,9 @@ mod tests {
             last: "connection refused".into(),
         };
         let v: serde_json::Value = serde_json::from_str(&e.reply().to_json()).expect("json");
+        assert_eq!(v["cniVersion"], crate::CNI_VERSION);
+        let v: serde_json::Value =
+            serde_json::from_str(&e.reply().with_version("1.0.0").to_json()).expect("json");
         assert_eq!(v["cniVersion"], "1.0.0");
         assert_eq!(v["code"], 11);
         let msg = v["msg"].as_str().expect("msg");
@@ -235,8 +268,26 @@ mod tests {
         assert_eq!(Error::Decode("x".into()).code(), 6);
         assert_eq!(Error::Config("x".into()).code(), 7);
         assert_eq!(Error::Version("0.3.1".into()).code(), 1);
-        assert!(Error::Version("0.3.1".into()).to_string().contains("1.0.0"));
+        assert!(Error::Version("0.3.1".into())
+            .to_string()
+            .contains("1.0.0, 1.1.0"));
         assert_eq!(Error::Check("x".into()).code(), 999);
+        let gc_on_1_0 = Error::CommandVersion {
+            command: "GC",
+            version: "1.0.0".into(),
+        };
+        assert_eq!(gc_on_1_0.code(), 1);
+        assert!(gc_on_1_0.to_string().contains("needs cniVersion 1.1.0"));
+        let down = Error::NotAvailable {
+            api: "127.0.0.1:6784".into(),
+            problem: "connection refused".into(),
+        };
+        assert_eq!(down.code(), 50);
+        let gc = Error::Gc(vec!["a".into(), "b".into()]);
+        assert_eq!(
+            gc.to_string(),
+            "garbage collection left 2 stale resource(s): a; b"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `overlay-cni`: reads CNI_* from the environment and the configuration from stdin,
 //! prints the result or a CNI error object on stdout.
 
-use std::io::Write;
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -9,7 +9,16 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|_| {}));
     let outcome = std::panic::catch_unwind(|| {
         let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        overlay_cni::run(env, &mut std::io::stdin().lock())
+        let stdin = std::io::stdin();
+        // VERSION reads an optional `{"cniVersion":...}`; typed at a terminal, it must not
+        // wait for one.
+        let mut input: Box<dyn Read> =
+            if env("CNI_COMMAND").as_deref() == Some("VERSION") && stdin.is_terminal() {
+                Box::new(std::io::empty())
+            } else {
+                Box::new(stdin.lock())
+            };
+        overlay_cni::run(env, &mut input)
     });
     let (text, code) = match outcome {
         Ok(Ok(Some(text))) => (Some(text), ExitCode::SUCCESS),

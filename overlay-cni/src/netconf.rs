@@ -1,15 +1,18 @@
 //! The network configuration on stdin, decoded and checked.
 //!
 //! ```json
-//! {"cniVersion":"1.0.0","name":"overlay","type":"overlay-cni",
+//! {"cniVersion":"1.1.0","name":"overlay","type":"overlay-cni",
 //!  "api":"127.0.0.1:6784","mtu":1410,"bridge":"ovlbr0","agentWaitSeconds":30}
 //! ```
 //! Only `cniVersion`, `name` and `type` are required. Fields this plugin does not know
-//! (`ipam`, `dns`, `args`, `runtimeConfig`, `capabilities`...) are accepted and ignored;
-//! `prevResult` is kept for chaining.
+//! (`ipam`, `dns`, `args`, `runtimeConfig`, `capabilities`...) are accepted and ignored.
+//! The runtime adds `prevResult` (chaining, CHECK, DEL), decoded here into a
+//! [`CniResult`], and for GC `cni.dev/valid-attachments` (libcni also sends the same list
+//! as `cni.dev/attachments`, the key's draft name, which is read when the other is absent).
 
 use crate::env::check_ifname;
 use crate::error::Error;
+use crate::result::CniResult;
 use serde::Deserialize;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -41,6 +44,20 @@ struct Raw {
     bridge: Option<String>,
     agent_wait_seconds: Option<u64>,
     prev_result: Option<serde_json::Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<GcAttachment>>,
+    #[serde(rename = "cni.dev/attachments")]
+    attachments: Option<Vec<GcAttachment>>,
+}
+
+/// One still-valid attachment named by the runtime in a GC request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+pub struct GcAttachment {
+    /// CNI_CONTAINERID of the attachment's ADD.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// CNI_IFNAME of the attachment's ADD.
+    pub ifname: String,
 }
 
 /// A checked network configuration with defaults filled in.
@@ -60,8 +77,11 @@ pub struct NetConf {
     pub bridge: String,
     /// `agentWaitSeconds`: how long to wait for an unreachable or not-ready agent.
     pub agent_wait: Duration,
-    /// `prevResult`, when chained after another plugin (kept as is).
-    pub prev_result: Option<serde_json::Value>,
+    /// `prevResult`: the result of the plugin before this one (ADD when not first), or the
+    /// final result of the attachment's ADD (CHECK, DEL).
+    pub prev_result: Option<CniResult>,
+    /// `cni.dev/valid-attachments` (GC): the attachments the runtime still knows.
+    pub valid_attachments: Option<Vec<GcAttachment>>,
 }
 
 impl NetConf {
@@ -127,6 +147,11 @@ impl NetConf {
                 "agentWaitSeconds {wait} is more than {MAX_AGENT_WAIT_SECONDS}"
             )));
         }
+        let prev_result = raw
+            .prev_result
+            .map(serde_json::from_value::<CniResult>)
+            .transpose()
+            .map_err(|e| Error::Decode(format!("prevResult: {e}")))?;
         Ok(NetConf {
             cni_version,
             name,
@@ -135,7 +160,8 @@ impl NetConf {
             mtu: raw.mtu,
             bridge,
             agent_wait: Duration::from_secs(wait),
-            prev_result: raw.prev_result,
+            prev_result,
+            valid_attachments: raw.valid_attachments.or(raw.attachments),
         })
     }
 }
@@ -174,6 +200,54 @@ mod tests {
         assert_eq!(c.bridge, "ovlbr0");
         assert_eq!(c.agent_wait, Duration::from_secs(30));
         assert_eq!(c.prev_result, None);
+        assert_eq!(c.valid_attachments, None);
+    }
+
+    #[test]
+    fn prev_result_is_decoded_and_malformed_ones_refused() {
+        let c = parse(
+            r#"{"cniVersion":"1.1.0","name":"o","type":"t","prevResult":{"cniVersion":"1.1.0",
+                "interfaces":[{"name":"eth0","sandbox":"/var/run/netns/p"}],
+                "ips":[{"address":"10.32.1.2/24","interface":0}]}}"#,
+        )
+        .expect("valid");
+        let prev = c.prev_result.expect("prevResult");
+        assert_eq!(prev.interfaces[0].name, "eth0");
+        assert_eq!(prev.ips[0].address.to_string(), "10.32.1.2/24");
+        for bad in [
+            r#"{"cniVersion":"1.1.0","name":"o","type":"t","prevResult":{"interfaces":[]}}"#,
+            r#"{"cniVersion":"1.1.0","name":"o","type":"t","prevResult":{"cniVersion":"1.1.0","ips":[{"address":"nope"}]}}"#,
+            r#"{"cniVersion":"1.1.0","name":"o","type":"t","prevResult":[]}"#,
+        ] {
+            match parse(bad) {
+                Err(Error::Decode(m)) => assert!(m.contains("prevResult"), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn gc_attachments_are_read_under_either_key() {
+        let c = parse(
+            r#"{"cniVersion":"1.1.0","name":"o","type":"t",
+                "cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}],
+                "cni.dev/attachments":[{"containerID":"ignored","ifname":"eth0"}]}"#,
+        )
+        .expect("valid");
+        let valid = c.valid_attachments.expect("list");
+        assert_eq!(valid.len(), 1);
+        assert_eq!(valid[0].container_id, "a");
+        let c = parse(
+            r#"{"cniVersion":"1.1.0","name":"o","type":"t",
+                "cni.dev/attachments":[{"containerID":"b","ifname":"net1"}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(c.valid_attachments.expect("list")[0].ifname, "net1");
+        let e = parse(
+            r#"{"cniVersion":"1.1.0","name":"o","type":"t","cni.dev/valid-attachments":[{"ifname":"x"}]}"#,
+        )
+        .expect_err("no containerID");
+        assert!(matches!(e, Error::Decode(_)), "{e:?}");
     }
 
     #[test]
@@ -212,7 +286,7 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_code_1() {
-        for v in ["0.4.0", "1.1.0", "2.0.0", ""] {
+        for v in ["0.4.0", "1.2.0", "2.0.0", ""] {
             let s = format!(r#"{{"cniVersion":"{v}","name":"o","type":"t"}}"#);
             let e = parse(&s).expect_err(v);
             assert!(matches!(e, Error::Version(_)), "{v}: {e:?}");

@@ -166,6 +166,13 @@ impl Netlink {
         }
     }
 
+    /// Every device of the namespace.
+    pub fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let request = self.handle.link().get().execute().try_collect::<Vec<_>>();
+        let msgs = self.run(|| "listing devices".to_owned(), request)?;
+        Ok(msgs.into_iter().map(link_from).collect())
+    }
+
     /// Polls device `name` until `done` holds for it, for at most `limit`; returns whether
     /// it did.
     pub fn wait_for(

@@ -1,15 +1,18 @@
-//! The CNI 1.0.0 result printed after ADD, and the VERSION answer.
+//! The CNI result printed after ADD (1.0.0 and 1.1.0), and the VERSION answer.
 //!
-//! The types also deserialize, so a `prevResult` from a chain can be read into them.
+//! The types also deserialize, so a `prevResult` from a chain can be read into them; fields
+//! they do not name (e.g. the 1.1.0 route attributes `mtu`, `advmss`, `priority`, `table`,
+//! `scope`, or another plugin's additions) are kept in `extra` and written back unchanged.
 
 use crate::wiring::Wired;
 use ipnet::IpNet;
 use overlay_proto::api::Allocation;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::net::IpAddr;
 use std::path::Path;
 
-/// A CNI 1.0.0 success result.
+/// A CNI success result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CniResult {
@@ -27,6 +30,9 @@ pub struct CniResult {
     /// DNS settings (none from this plugin).
     #[serde(default)]
     pub dns: Dns,
+    /// Fields this plugin does not interpret, kept as given.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// One interface of a result.
@@ -37,9 +43,15 @@ pub struct Interface {
     /// Hardware address, `aa:bb:cc:dd:ee:ff`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mac: String,
+    /// MTU (spec 1.1.0; this plugin reports it only in 1.1.0 results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
     /// The namespace path for interfaces inside the sandbox; absent for host interfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// Fields this plugin does not interpret (`socketPath`, `pciID`, ...), kept as given.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// One address of a result.
@@ -53,6 +65,9 @@ pub struct IpConfig {
     /// Index into `interfaces` of the interface holding the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
+    /// Fields this plugin does not interpret, kept as given.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// One route of a result.
@@ -63,6 +78,10 @@ pub struct Route {
     /// Next hop (the interface's gateway when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gw: Option<IpAddr>,
+    /// Fields this plugin does not interpret (1.1.0: `mtu`, `advmss`, `priority`, `table`,
+    /// `scope`), kept as given.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// DNS settings of a result.
@@ -80,46 +99,59 @@ pub struct Dns {
     /// Resolver options.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// Fields this plugin does not interpret, kept as given.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
-/// Index of the host veth in [`CniResult::interfaces`].
+/// Index of the host veth in the interfaces this plugin adds.
 pub const HOST_INTERFACE: usize = 0;
-/// Index of the pod interface in [`CniResult::interfaces`].
+/// Index of the pod interface in the interfaces this plugin adds.
 pub const POD_INTERFACE: usize = 1;
 
 impl CniResult {
-    /// The result of an ADD that wired `wired` with `allocation` into namespace `netns`.
+    /// This plugin's own result for an ADD that wired `wired` with `allocation` and `mtu`
+    /// into namespace `netns` (before any merging with a `prevResult`).
     pub fn for_pod(
         cni_version: &str,
         wired: &Wired,
         allocation: &Allocation,
         netns: &Path,
+        mtu: u32,
     ) -> CniResult {
         let gateway = IpAddr::V4(allocation.gateway);
+        let mtu = crate::at_least_1_1(cni_version).then_some(mtu);
         CniResult {
             cni_version: cni_version.to_owned(),
             interfaces: vec![
                 Interface {
                     name: wired.host_name.clone(),
                     mac: wired.host_mac.clone(),
+                    mtu,
                     sandbox: None,
+                    extra: Map::new(),
                 },
                 Interface {
                     name: wired.pod_name.clone(),
                     mac: wired.pod_mac.clone(),
+                    mtu,
                     sandbox: Some(netns.display().to_string()),
+                    extra: Map::new(),
                 },
             ],
             ips: vec![IpConfig {
                 address: IpNet::V4(allocation.address),
                 gateway: Some(gateway),
                 interface: Some(POD_INTERFACE),
+                extra: Map::new(),
             }],
             routes: vec![Route {
                 dst: IpNet::V4(ipnet::Ipv4Net::default()),
                 gw: Some(gateway),
+                extra: Map::new(),
             }],
             dns: Dns::default(),
+            extra: Map::new(),
         }
     }
 
@@ -133,17 +165,17 @@ impl CniResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionInfo {
-    /// The version of this answer's format.
+    /// The `cniVersion` of the input (the plugin's newest when the input names none).
     pub cni_version: String,
     /// Every version the plugin accepts in a configuration.
     pub supported_versions: Vec<String>,
 }
 
 impl VersionInfo {
-    /// This plugin's versions.
-    pub fn ours() -> VersionInfo {
+    /// This plugin's versions, answered in `cni_version`.
+    pub fn ours(cni_version: &str) -> VersionInfo {
         VersionInfo {
-            cni_version: crate::CNI_VERSION.to_owned(),
+            cni_version: cni_version.to_owned(),
             supported_versions: crate::SUPPORTED_VERSIONS
                 .iter()
                 .map(|v| (*v).to_owned())
@@ -157,7 +189,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sample() -> CniResult {
+    fn sample(version: &str) -> CniResult {
         let wired = Wired {
             host_name: "ovl0123456789ab".into(),
             host_mac: "0a:00:00:00:00:01".into(),
@@ -170,13 +202,19 @@ mod tests {
             cluster: "10.32.0.0/12".parse().expect("net"),
             mtu: 1410,
         };
-        CniResult::for_pod("1.0.0", &wired, &allocation, Path::new("/var/run/netns/p"))
+        CniResult::for_pod(
+            version,
+            &wired,
+            &allocation,
+            Path::new("/var/run/netns/p"),
+            1410,
+        )
     }
 
     #[test]
     fn result_has_the_cni_1_0_shape() {
         let v: serde_json::Value =
-            serde_json::from_str(&sample().to_json().expect("json")).expect("parse");
+            serde_json::from_str(&sample("1.0.0").to_json().expect("json")).expect("parse");
         assert_eq!(
             v,
             json!({
@@ -198,8 +236,16 @@ mod tests {
     }
 
     #[test]
+    fn results_1_1_carry_the_interface_mtu() {
+        let v = serde_json::to_value(sample("1.1.0")).expect("json");
+        assert_eq!(v["cniVersion"], "1.1.0");
+        assert_eq!(v["interfaces"][0]["mtu"], 1410);
+        assert_eq!(v["interfaces"][1]["mtu"], 1410);
+    }
+
+    #[test]
     fn result_round_trips_as_a_prev_result() {
-        let r = sample();
+        let r = sample("1.1.0");
         let back: CniResult = serde_json::from_str(&r.to_json().expect("json")).expect("parse");
         assert_eq!(back, r);
         let minimal: CniResult =
@@ -208,11 +254,27 @@ mod tests {
     }
 
     #[test]
-    fn version_answer() {
-        let v = serde_json::to_value(VersionInfo::ours()).expect("json");
+    fn unknown_fields_of_a_prev_result_are_kept() {
+        let text = json!({
+            "cniVersion": "1.1.0",
+            "interfaces": [{"name": "eth0", "sandbox": "/x", "socketPath": "/s", "pciID": "0000:00:01.0"}],
+            "ips": [{"address": "10.1.0.5/16", "interface": 0, "note": 1}],
+            "routes": [{"dst": "10.2.0.0/16", "gw": "10.1.0.1", "mtu": 1400, "advmss": 1360,
+                        "priority": 7, "table": 100, "scope": 0}],
+            "dns": {"nameservers": ["10.1.0.1"], "x": true},
+            "custom": {"a": [1, 2]}
+        });
+        let r: CniResult = serde_json::from_value(text.clone()).expect("parse");
+        assert_eq!(r.routes[0].extra["table"], 100);
+        assert_eq!(serde_json::to_value(&r).expect("json"), text);
+    }
+
+    #[test]
+    fn version_answer_echoes_the_input_version() {
+        let v = serde_json::to_value(VersionInfo::ours("1.0.0")).expect("json");
         assert_eq!(
             v,
-            json!({"cniVersion": "1.0.0", "supportedVersions": ["1.0.0"]})
+            json!({"cniVersion": "1.0.0", "supportedVersions": ["1.0.0", "1.1.0"]})
         );
     }
 }

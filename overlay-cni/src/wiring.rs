@@ -6,6 +6,7 @@
 //! a thread inside the pod's namespace ([`PodNetns::run`]). Every step tolerates a
 //! concurrent plugin doing the same to the shared bridge.
 
+use crate::chain::Expected;
 use crate::error::Error;
 use crate::netlink::{DefaultRoute, Link, Netlink};
 use crate::netns::PodNetns;
@@ -55,6 +56,15 @@ pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
         .finalize();
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     format!("ovl{hex}")
+}
+
+/// True for names [`host_veth_name`] makes: `ovl` and 12 lowercase hex digits.
+pub fn is_host_veth_name(name: &str) -> bool {
+    name.len() == 15
+        && name.starts_with("ovl")
+        && name[3..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The bridge address: the gateway with the pod subnet's prefix length (e.g. `10.32.1.1/24`).
@@ -251,8 +261,9 @@ pub fn unwire(container_id: &str, ifname: &str, netns: Option<&Path>) -> Result<
     }
 }
 
-/// Verifies that the pod is wired as [`wire`] left it; the error names what is missing.
-pub fn check(att: &Attachment, allocation: &Allocation) -> Result<(), Error> {
+/// Verifies that the pod is wired as [`wire`] left it, as far as `expect` (from the
+/// `prevResult`) still lists it; the error names what is missing or different.
+pub fn check(att: &Attachment, allocation: &Allocation, expect: &Expected) -> Result<(), Error> {
     let nl = Netlink::open()?;
     let gateway = bridge_address(allocation);
     let bridge = nl
@@ -280,6 +291,12 @@ pub fn check(att: &Attachment, allocation: &Allocation) -> Result<(), Error> {
     if !host_link.up {
         return Err(Error::Check(format!("host veth {host} is down")));
     }
+    if let Some(mac) = expect.host_mac.as_deref().filter(|m| *m != host_link.mac) {
+        return Err(Error::Check(format!(
+            "host veth {host} has MAC {}, the result says {mac}",
+            host_link.mac
+        )));
+    }
     let ns = PodNetns::open(&att.netns)?;
     let ifname = att.ifname.as_str();
     let netns = att.netns.display().to_string();
@@ -293,11 +310,26 @@ pub fn check(att: &Attachment, allocation: &Allocation) -> Result<(), Error> {
                 "interface {ifname} in {netns} is down"
             )));
         }
+        if let Some(mac) = expect.pod_mac.as_deref().filter(|m| *m != link.mac) {
+            return Err(Error::Check(format!(
+                "interface {ifname} in {netns} has MAC {}, the result says {mac}",
+                link.mac
+            )));
+        }
+        if let Some(mtu) = expect.mtu.filter(|m| *m != link.mtu) {
+            return Err(Error::Check(format!(
+                "interface {ifname} in {netns} has MTU {}, the result says {mtu}",
+                link.mtu
+            )));
+        }
         if !nl.addresses(link.index)?.contains(&allocation.address) {
             return Err(Error::Check(format!(
                 "interface {ifname} in {netns} does not have address {}",
                 allocation.address
             )));
+        }
+        if !expect.default_route {
+            return Ok(());
         }
         let routes = nl.default_routes()?;
         let via_gateway =
@@ -328,6 +360,16 @@ mod tests {
         // Neither part may contain '/', so the joined key is unambiguous.
         assert_ne!(host_veth_name("ab", "ceth0"), host_veth_name("abc", "eth0"));
         assert!(crate::env::check_ifname(&a).is_ok());
+        assert!(is_host_veth_name(&a));
+        for other in [
+            "ovl0",
+            "ovlbr0",
+            "ovl0123456789aB",
+            "eth0123456789ab",
+            "ovl0123456789abc",
+        ] {
+            assert!(!is_host_veth_name(other), "{other}");
+        }
     }
 
     #[test]

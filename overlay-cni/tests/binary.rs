@@ -32,7 +32,8 @@ impl Outcome {
         assert!(!self.ok, "expected a failure, got {:?}", self.stdout);
         let v = self.json();
         assert_eq!(v["code"], code, "{v}");
-        assert_eq!(v["cniVersion"], "1.0.0", "{v}");
+        let version = v["cniVersion"].as_str().unwrap_or_default();
+        assert!(overlay_cni::SUPPORTED_VERSIONS.contains(&version), "{v}");
         assert!(v["details"].is_string(), "{v}");
         v["msg"].as_str().expect("msg").to_owned()
     }
@@ -91,7 +92,67 @@ fn version_prints_the_supported_versions() {
     assert!(out.ok, "{} {}", out.stdout, out.stderr);
     assert_eq!(
         out.json(),
-        serde_json::json!({"cniVersion": "1.0.0", "supportedVersions": ["1.0.0"]})
+        serde_json::json!({"cniVersion": "1.1.0", "supportedVersions": ["1.0.0", "1.1.0"]})
+    );
+    // As libcni asks: the answer is in the version of the question.
+    let out = plugin(
+        &n,
+        &[("CNI_COMMAND", "VERSION".into())],
+        r#"{"cniVersion":"1.0.0"}"#,
+    );
+    assert!(out.ok, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["cniVersion"], "1.0.0");
+}
+
+#[test]
+fn status_and_gc_need_1_1_and_gc_needs_the_valid_attachments() {
+    if !require_root("status_and_gc_need_1_1_and_gc_needs_the_valid_attachments") {
+        return;
+    }
+    let n = node("bs");
+    let status = [("CNI_COMMAND", "STATUS".to_owned())];
+    let gc = [("CNI_COMMAND", "GC".to_owned())];
+    let conf_1_0 = r#"{"cniVersion":"1.0.0","name":"overlay","type":"overlay-cni"}"#;
+    for env in [&status, &gc] {
+        let out = plugin(&n, env, conf_1_0);
+        assert!(
+            out.cni_error(1).contains("needs cniVersion 1.1.0"),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(
+            out.json()["cniVersion"],
+            "1.0.0",
+            "answered in the config's version"
+        );
+    }
+    // Without the list, every attachment would look stale: nothing is touched.
+    let conf_1_1 =
+        r#"{"cniVersion":"1.1.0","name":"overlay","type":"overlay-cni","api":"127.0.0.1:6784"}"#;
+    let out = plugin(&n, &gc, conf_1_1);
+    assert!(out.cni_error(7).contains("cni.dev/valid-attachments"));
+}
+
+#[test]
+fn status_without_an_agent_is_code_50_at_once() {
+    if !require_root("status_without_an_agent_is_code_50_at_once") {
+        return;
+    }
+    let n = node("bq");
+    let start = Instant::now();
+    let out = plugin(
+        &n,
+        &[("CNI_COMMAND", "STATUS".into())],
+        r#"{"cniVersion":"1.1.0","name":"overlay","type":"overlay-cni","agentWaitSeconds":30}"#,
+    );
+    let msg = out.cni_error(50);
+    assert!(msg.contains("127.0.0.1:6784"), "{msg}");
+    assert!(out.stdout.contains("refused"), "{}", out.stdout);
+    assert_eq!(out.json()["cniVersion"], "1.1.0");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "a probe does not wait for the agent: {:?}",
+        start.elapsed()
     );
 }
 
@@ -154,6 +215,11 @@ fn add_without_an_agent_fails_with_code_11_after_the_wait() {
     assert!(
         msg.contains("127.0.0.1:6784") && msg.contains("POST /ipam/allocations"),
         "{msg}"
+    );
+    assert_eq!(
+        out.json()["cniVersion"],
+        "1.0.0",
+        "answered in the config's version"
     );
     assert!(
         out.json()["details"]

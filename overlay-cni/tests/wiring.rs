@@ -4,6 +4,7 @@
 mod common;
 
 use common::{allocation, echo_server, talk};
+use overlay_cni::chain::Expected;
 use overlay_cni::wiring::{self, host_veth_name, Attachment};
 use overlay_testbed::{require_root, unique_prefix, Netns};
 use std::net::SocketAddr;
@@ -127,19 +128,45 @@ fn two_pods_on_one_node_reach_each_other_and_the_gateway() {
         server.join().expect("server");
     }
 
-    // CHECK agrees; after unwiring it names what is missing.
-    let (c0, alloc0) = (a0.clone(), allocation(2));
-    b.node
-        .run(move || wiring::check(&c0, &alloc0))
-        .expect("thread")
-        .expect("check passes on a wired pod");
+    // CHECK agrees with what ADD reported; a different MAC or MTU in the result, or a
+    // missing route the result still lists, is named; after unwiring, what is missing.
+    let expected = Expected {
+        pod_mac: Some(w0.pod_mac.clone()),
+        host_mac: Some(w0.host_mac.clone()),
+        mtu: Some(1400),
+        default_route: true,
+    };
+    let check = |expect: Expected| {
+        let (c0, alloc0) = (a0.clone(), allocation(2));
+        b.node
+            .run(move || wiring::check(&c0, &alloc0, &expect))
+            .expect("thread")
+    };
+    check(expected.clone()).expect("check passes on a wired pod");
+    let e = check(Expected {
+        mtu: Some(1500),
+        ..expected.clone()
+    })
+    .expect_err("MTU differs");
+    assert!(e.to_string().contains("MTU 1400"), "{e}");
+    let e = check(Expected {
+        pod_mac: Some("0a:00:00:00:00:99".into()),
+        ..expected.clone()
+    })
+    .expect_err("MAC differs");
+    assert!(e.to_string().contains("0a:00:00:00:00:99"), "{e}");
+    b.pods[0]
+        .ip(&["route", "del", "default"])
+        .expect("remove the route");
+    let e = check(expected.clone()).expect_err("route listed but gone");
+    assert!(e.to_string().contains("default route"), "{e}");
+    check(Expected {
+        default_route: false,
+        ..expected.clone()
+    })
+    .expect("a route the result no longer lists is not checked");
     unwire(&b.node, "pod-a", Some(b.pods[0].path())).expect("unwire");
-    let (c0, alloc0) = (a0.clone(), allocation(2));
-    let e = b
-        .node
-        .run(move || wiring::check(&c0, &alloc0))
-        .expect("thread")
-        .expect_err("check fails after unwire");
+    let e = check(expected).expect_err("check fails after unwire");
     assert!(e.to_string().contains(&w0.host_name), "{e}");
     assert!(!link_exists(&b.pods[0], "eth0"), "pod a is detached");
     // The other pod still reaches the gateway at once: the bridge kept its MAC.

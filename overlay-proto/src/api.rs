@@ -5,6 +5,7 @@
 //! | `POST /ipam/allocations` with [`AllocateRequest`] | 200 [`Allocation`] (the same address again for the same key) |
 //! | `GET /ipam/allocations/{container_id}/{ifname}` | 200 [`Allocation`], 404 when none |
 //! | `DELETE /ipam/allocations/{container_id}/{ifname}` | 204 whether or not one was held |
+//! | `GET /ipam/allocations` | 200 [`AllocationList`]: every address held (for CNI GC) |
 //!
 //! While the agent has no block yet every call answers 503 with an [`ApiError`]; a client
 //! should retry (bounded). Other errors answer 4xx/5xx with an [`ApiError`].
@@ -70,6 +71,38 @@ pub struct Allocation {
     pub mtu: u32,
 }
 
+/// One address held, as listed by `GET /ipam/allocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldAllocation {
+    /// CNI_CONTAINERID it was allocated for.
+    pub container_id: String,
+    /// CNI_IFNAME it was allocated for.
+    pub ifname: String,
+    /// The pod address.
+    pub address: Ipv4Addr,
+}
+
+impl HeldAllocation {
+    /// The entry for `key` (as made by [`allocation_key`]); `None` for a key without a `/`.
+    pub fn from_key(key: &str, address: Ipv4Addr) -> Option<HeldAllocation> {
+        let (container_id, ifname) = key.split_once('/')?;
+        Some(HeldAllocation {
+            container_id: container_id.to_owned(),
+            ifname: ifname.to_owned(),
+            address,
+        })
+    }
+}
+
+/// Answer to `GET /ipam/allocations`: the node's block and every address held in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationList {
+    /// The node's block.
+    pub block: Ipv4Net,
+    /// Every allocation, ordered by key.
+    pub allocations: Vec<HeldAllocation>,
+}
+
 /// Error body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -90,5 +123,27 @@ mod tests {
         assert!(allocation_key("abc", "a/b").is_err());
         assert!(allocation_key("abc", "sixteen-chars-xx").is_err());
         assert!(allocation_key(&"x".repeat(257), "eth0").is_err());
+    }
+
+    #[test]
+    fn listed_allocations_split_their_key() {
+        let ip = Ipv4Addr::new(10, 32, 1, 2);
+        let key = allocation_key("abc-1", "eth0").expect("key");
+        let held = HeldAllocation::from_key(&key, ip).expect("entry");
+        assert_eq!(
+            (held.container_id.as_str(), held.ifname.as_str()),
+            ("abc-1", "eth0")
+        );
+        assert_eq!(held.address, ip);
+        assert_eq!(HeldAllocation::from_key("no-slash", ip), None);
+        let list = AllocationList {
+            block: "10.32.1.0/24".parse().expect("net"),
+            allocations: vec![held],
+        };
+        assert_eq!(
+            serde_json::to_value(&list).expect("json"),
+            serde_json::json!({"block": "10.32.1.0/24", "allocations": [
+                {"container_id": "abc-1", "ifname": "eth0", "address": "10.32.1.2"}]})
+        );
     }
 }

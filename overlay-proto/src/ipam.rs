@@ -16,6 +16,14 @@
 //!    owner ever returns (the old owner then picks another block). No manual command is ever
 //!    needed.
 //!
+//! # Blocks assigned by Kubernetes
+//! An agent run with `--kubernetes` on a Node that has a `spec.podCIDR` claims that block,
+//! *assigned by Kubernetes*, with the Node's creation time in Unix seconds as the epoch (at
+//! least 2^30; see `overlay-agent`'s `kubernetes::block`). The rules above are unchanged;
+//! the epoch makes rule 2 give it the block: gossip claims start at epoch 0 and rise by one per
+//! takeover, so they lose to it and move, and when Kubernetes hands a deleted Node's podCIDR to
+//! a newer Node, the newer Node's claim beats the record the deleted one left behind.
+//!
 //! # Pod addresses
 //! A [`BlockAllocator`] hands out the addresses of one block: the first host address is the
 //! node's own (the gateway of its pods), the rest go to pods, lowest free first.

@@ -15,8 +15,10 @@
 //! - [`traffic`]: checksummed TCP transfers and UDP echoes between namespaces.
 //! - [`vxlan`]: kernel VXLAN between underlay nodes with a pod per node (the benchmark reference).
 //! - [`iperf`]: throughput (iperf3) and round-trip time (ping) between namespaces.
+//! - [`conflist`]: CNI network configuration lists executed the way a runtime does.
 
 pub mod cluster;
+pub mod conflist;
 pub mod http;
 pub mod iperf;
 pub mod netns;

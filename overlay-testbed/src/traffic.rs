@@ -1,4 +1,5 @@
-//! Test traffic between namespaces: checksummed TCP transfers and UDP echoes.
+//! Test traffic between namespaces: checksummed TCP transfers, UDP echoes, and one-line TCP
+//! exchanges that report the source address the server saw (NAT checks).
 
 use crate::netns::Netns;
 use anyhow::{bail, Context};
@@ -229,5 +230,55 @@ pub fn udp_forged(
             }
         }
         Ok(())
+    })?
+}
+
+/// Serves one TCP connection at `addr` inside `server`: reads a line and answers
+/// `<line> from <peer>`. The handle returns the peer address the server saw (what tells
+/// whether the client's address was translated on the way), or an error when no
+/// connection came within `timeout`.
+pub fn tcp_serve_once(
+    server: &Netns,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<SocketAddr>>> {
+    let listener = server
+        .run(move || TcpListener::bind(addr))?
+        .with_context(|| format!("binding {addr} in {}", server.name()))?;
+    listener.set_nonblocking(true)?;
+    Ok(std::thread::spawn(move || {
+        let deadline = Instant::now() + timeout;
+        let (stream, peer) = loop {
+            match listener.accept() {
+                Ok(c) => break c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        bail!("no connection to {addr} within {timeout:?}");
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line)?;
+        (&stream).write_all(format!("{} from {peer}\n", line.trim()).as_bytes())?;
+        Ok(peer)
+    }))
+}
+
+/// Connects from `client` to `to` (giving up after `timeout`), sends `hello`, returns the
+/// answer line of a [`tcp_serve_once`] server: `hello from <the address it saw>`.
+pub fn tcp_hello(client: &Netns, to: SocketAddr, timeout: Duration) -> anyhow::Result<String> {
+    client.run(move || -> anyhow::Result<String> {
+        let s = TcpStream::connect_timeout(&to, timeout)
+            .with_context(|| format!("connecting to {to}"))?;
+        s.set_read_timeout(Some(timeout))?;
+        (&s).write_all(b"hello\n")?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&s), &mut line)?;
+        Ok(line.trim().to_owned())
     })?
 }

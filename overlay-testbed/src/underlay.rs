@@ -63,6 +63,32 @@ impl Underlay {
         Ipv4Addr::new(10, 99, 0, u8::try_from(i + 1).unwrap_or(254))
     }
 
+    /// Adds a host on the underlay that is no node: namespace `<prefix>h<last octet>` with
+    /// `eth0` at `addr`/24 on the bridge and no other route (in particular none to the pod
+    /// range), like a machine beyond the cluster. Dropping it removes it.
+    pub fn add_outside_host(&self, addr: Ipv4Addr) -> anyhow::Result<Netns> {
+        let last = addr.octets()[3];
+        let host = Netns::create(&format!("{}h{last}", self.prefix))?;
+        let port = format!("h{last}");
+        host.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            self.switch.name(),
+        ])?;
+        self.switch
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        host.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        host.ip(&["link", "set", "eth0", "up"])?;
+        Ok(host)
+    }
+
     /// Drops all traffic between nodes `a` and `b` (blackhole routes on both sides).
     pub fn blackhole(&self, a: usize, b: usize) -> anyhow::Result<()> {
         let (ra, rb) = (

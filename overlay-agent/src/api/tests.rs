@@ -197,6 +197,45 @@ async fn allocate_get_release() {
 }
 
 #[tokio::test]
+async fn list_shows_every_allocation_of_the_block() {
+    let s = start(true).await;
+    let url = format!("{}/ipam/allocations", s.base);
+    assert_eq!(call("GET", url.clone(), None).await.0, 503, "no block yet");
+    s.ipam
+        .set_block(Some("10.32.3.0/24".parse().expect("cidr")))
+        .expect("block");
+    let (code, body) = call("GET", url.clone(), None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        json_of(&body),
+        json!({"block": "10.32.3.0/24", "allocations": []})
+    );
+    assert_eq!(post(&s, "c1", "eth0").await.0, 200);
+    assert_eq!(post(&s, "c1", "net1").await.0, 200);
+    let (code, body) = call("GET", url, None).await;
+    assert_eq!(code, 200, "{body}");
+    let list: AllocationList = serde_json::from_str(&body).expect("list");
+    let entries: Vec<(String, String, String)> = list
+        .allocations
+        .iter()
+        .map(|h| {
+            (
+                h.container_id.clone(),
+                h.ifname.clone(),
+                h.address.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        vec![
+            ("c1".into(), "eth0".into(), "10.32.3.2".into()),
+            ("c1".into(), "net1".into(), "10.32.3.3".into()),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn malformed_requests_are_400_with_an_api_error() {
     let s = start(true).await;
     s.ipam

@@ -70,6 +70,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub encrypt: bool,
 
+    /// Find peers (every other Node's InternalIP), this node's block (its spec.podCIDR) and
+    /// report readiness (its NetworkUnavailable condition) through the Kubernetes API; --name
+    /// must be the Node's name. Needs an agent built with the `k8s` feature
+    #[arg(long)]
+    pub kubernetes: bool,
+
+    /// Masquerade traffic from pods to destinations outside the cluster range to the node's
+    /// address (nftables table `ip overlay-egress`; needs the nft command); false turns it
+    /// off [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub masquerade: Option<String>,
+
     /// TOML file with defaults for any of the flags above
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -77,6 +77,8 @@ pub const KEYS: &[&str] = &[
     "reclaim-after",
     "secret-file",
     "encrypt",
+    "kubernetes",
+    "masquerade",
 ];
 
 /// The environment variables read for `key`, first match wins.
@@ -109,8 +111,12 @@ pub fn from_flags(args: &RunArgs) -> Layer {
     put("state-dir", &args.state_dir);
     put("reclaim-after", &args.reclaim_after);
     put("secret-file", &args.secret_file);
+    put("masquerade", &args.masquerade);
     if args.encrypt {
         layer.insert("encrypt", (Raw::One("true".into()), Origin::Flag));
+    }
+    if args.kubernetes {
+        layer.insert("kubernetes", (Raw::One("true".into()), Origin::Flag));
     }
     if !args.peers.is_empty() {
         layer.insert("peer", (Raw::List(args.peers.clone()), Origin::Flag));

@@ -404,3 +404,89 @@ fn file_accepts_strings_for_numbers_and_comma_lists() {
     assert_eq!(c.peers.len(), 2);
     assert_eq!(c.peers[1].port, 9);
 }
+
+#[test]
+fn kubernetes_comes_from_flag_env_or_file_and_needs_the_k8s_feature() {
+    assert!(!resolve(&RunArgs::default()).expect("defaults").kubernetes);
+    let file = file_with("kubernetes = true\n");
+    let results = [
+        resolve(&RunArgs {
+            kubernetes: true,
+            ..RunArgs::default()
+        }),
+        resolve_with(&RunArgs::default(), &env_of(&[("OVERLAY_KUBERNETES", "1")])),
+        resolve(&args_with_file(&file)),
+    ];
+    for result in results {
+        if cfg!(feature = "k8s") {
+            assert!(result.expect("valid with the k8s feature").kubernetes);
+        } else {
+            assert_eq!(result, Err(ConfigError::KubernetesNotBuilt));
+        }
+    }
+    assert!(ConfigError::KubernetesNotBuilt.to_string().contains(
+        "built with the `k8s` feature (cargo build --release -p overlay-agent --features k8s)"
+    ));
+    let e = resolve_with(
+        &RunArgs::default(),
+        &env_of(&[("OVERLAY_KUBERNETES", "maybe")]),
+    )
+    .expect_err("invalid");
+    assert!(e
+        .to_string()
+        .starts_with("invalid --kubernetes \"maybe\" (from OVERLAY_KUBERNETES)"));
+}
+
+#[test]
+fn masquerade_is_on_by_default_and_turned_off_by_flag_env_or_file() {
+    assert!(resolve(&RunArgs::default()).expect("defaults").masquerade);
+    let off = |args: &RunArgs, env: &[(&str, &str)]| {
+        !resolve_with(args, &env_of(env)).expect("valid").masquerade
+    };
+    let flag = |v: &str| RunArgs {
+        masquerade: Some(v.into()),
+        ..RunArgs::default()
+    };
+    assert!(off(&flag("false"), &[]));
+    assert!(!off(&flag("true"), &[]));
+    assert!(off(&RunArgs::default(), &[("OVERLAY_MASQUERADE", "0")]));
+    let file = file_with("masquerade = false\n");
+    assert!(off(&args_with_file(&file), &[]));
+    // Flags beat the environment, the environment the file.
+    assert!(!off(
+        &RunArgs {
+            masquerade: Some("yes".into()),
+            ..args_with_file(&file)
+        },
+        &[("OVERLAY_MASQUERADE", "off")]
+    ));
+    assert!(!off(
+        &args_with_file(&file),
+        &[("OVERLAY_MASQUERADE", "on")]
+    ));
+    let e = resolve_with(
+        &RunArgs::default(),
+        &env_of(&[("OVERLAY_MASQUERADE", "sometimes")]),
+    )
+    .expect_err("invalid");
+    assert_eq!(
+        e.to_string(),
+        "invalid --masquerade \"sometimes\" (from OVERLAY_MASQUERADE): expected true or false"
+    );
+    let file = file_with("masquerade = \"nope\"\n");
+    assert!(error(args_with_file(&file)).starts_with("invalid --masquerade \"nope\" (from "));
+}
+
+#[test]
+fn masquerade_flag_takes_a_value_on_the_command_line() {
+    use clap::Parser;
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let cli = Cli::try_parse_from(["run", "--masquerade", "false"]).expect("parses");
+    assert!(!resolve(&cli.run).expect("valid").masquerade);
+    let cli = Cli::try_parse_from(["run", "--masquerade=true"]).expect("parses");
+    assert!(resolve(&cli.run).expect("valid").masquerade);
+}

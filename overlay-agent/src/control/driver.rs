@@ -173,6 +173,7 @@ impl<H: Host> Driver<H> {
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
             }
             Command::AddTarget(addr) => self.node.add_target(addr, Instant::now()),
+            Command::RemoveTarget(addr) => self.node.remove_target(addr, Instant::now()),
         }
     }
 

@@ -316,3 +316,25 @@ async fn protocol_errors_close_the_connection() {
         .ok();
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_come_and_go_through_the_handle() {
+    let a = agent("a", vec![]).await;
+    // Nothing listens there: the dial fails and the target waits for its next attempt.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let gone = closed.local_addr().expect("addr");
+    drop(closed);
+    assert!(a.control.add_target(gone).await);
+    a.wait_for("a failed target", 5, |s| {
+        s.targets
+            .iter()
+            .any(|t| t.address == gone && t.seed && t.failures > 0)
+    })
+    .await;
+    assert!(a.control.remove_target(gone).await);
+    a.wait_for("the target gone", 5, |s| {
+        s.targets.iter().all(|t| t.address != gone)
+    })
+    .await;
+    a.stop().await;
+}

@@ -58,6 +58,29 @@ impl Node {
         }
     }
 
+    /// Stops dialing `addr` on its own account: the opposite of
+    /// [`Node::add_target`](super::Node::add_target), e.g. for a Kubernetes Node that was
+    /// deleted.
+    ///
+    /// While a known peer that has not left advertises `addr`, the target stays, dialed like
+    /// any discovered peer; otherwise it is dropped. An established connection is not closed:
+    /// it ends when the peer leaves or goes silent.
+    pub fn remove_target(&mut self, addr: SocketAddr, now: Instant) {
+        let me = &self.config.name;
+        let wanted = self
+            .topology
+            .iter()
+            .any(|r| r.name != *me && !r.left && r.advertise == addr);
+        if wanted {
+            if let Some(t) = self.targets.get_mut(&addr) {
+                t.seed = false;
+            }
+        } else {
+            self.targets.remove(&addr);
+        }
+        self.after_change(now);
+    }
+
     fn backoff(&mut self, failures: u32) -> Duration {
         let t = &self.config.timing;
         let exp = failures.saturating_sub(1).min(20);
@@ -198,5 +221,80 @@ impl Node {
                 };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Node, NodeConfig, Output, Timing};
+    use crate::peer::PeerName;
+    use crate::topology::PeerRecord;
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    fn addr(host: u8) -> SocketAddr {
+        SocketAddr::from(([10, 99, 0, host], 6783))
+    }
+
+    #[test]
+    fn a_removed_target_is_dropped_unless_a_known_peer_advertises_it() {
+        let now = Instant::now();
+        let name = |s: &str| PeerName::new(s).expect("valid name");
+        let mut node = Node::new(
+            NodeConfig {
+                name: name("a"),
+                instance: 1,
+                advertise: addr(1),
+                cluster: "10.32.0.0/12".parse().expect("cidr"),
+                subnet_prefix: 24,
+                seeds: vec![],
+                claim: None,
+                initial_version: 1,
+                timing: Timing::default(),
+                rng_seed: 1,
+            },
+            now,
+        );
+        // Peer b is known from gossip at addr(2); addr(3) is only a target given from outside.
+        node.topology.merge(PeerRecord {
+            name: name("b"),
+            version: 1,
+            instance: 2,
+            advertise: addr(2),
+            claim: None,
+            connections: vec![],
+            left: false,
+        });
+        node.topology_dirty = true;
+        node.add_target(addr(2), now);
+        node.add_target(addr(3), now);
+        let dials: Vec<Output> = std::iter::from_fn(|| node.poll_output())
+            .filter(|o| matches!(o, Output::Dial(_)))
+            .collect();
+        assert_eq!(dials, vec![Output::Dial(addr(2)), Output::Dial(addr(3))]);
+        for a in [addr(2), addr(3)] {
+            node.handle_dial_failed(a, "refused".into(), now);
+        }
+
+        node.remove_target(addr(3), now);
+        node.remove_target(addr(2), now);
+        node.remove_target(addr(4), now);
+        let targets = node.targets();
+        assert_eq!(targets.len(), 1, "{targets:?}");
+        assert_eq!(
+            (targets[0].addr, targets[0].seed),
+            (addr(2), false),
+            "gossip still wants b"
+        );
+        let later = now + Duration::from_secs(120);
+        node.handle_timeout(later);
+        let dials: Vec<Output> = std::iter::from_fn(|| node.poll_output())
+            .filter(|o| matches!(o, Output::Dial(_)))
+            .collect();
+        assert_eq!(
+            dials,
+            vec![Output::Dial(addr(2))],
+            "addr(3) is never dialed again"
+        );
     }
 }
