@@ -393,6 +393,10 @@ fn overlay(bins: &Binaries, disabled: Option<&'static str>) -> anyhow::Result<Cl
     let mut c = Cluster::new(&overlay_testbed::unique_prefix("bov"), 2, bins.clone())?;
     c.agent_env
         .push((DISABLE_ENV.to_owned(), disabled.map(str::to_owned)));
+    // Tunnel against tunnel: the VXLAN bed has no NAT table either, so the agents do not
+    // install their pod-egress masquerade (it turns on connection tracking for every packet).
+    c.agent_args
+        .extend(["--masquerade".to_owned(), "false".to_owned()]);
     c.start_all()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -664,7 +668,8 @@ fn report(args: &Args, series: &[Series]) -> String {
         "\nTwo nodes (network namespaces, veth → bridge → veth underlay), one pod per node. \
          iperf3 from the pod on node 0 to the pod on node 1, receiver-side Gbit/s, {} s per run; \
          ping {PINGS} × {PING_INTERVAL} s (56-byte payload). Median (min–max) of {} runs, \
-         the paths interleaved in each run.\n",
+         the paths interleaved in each run. The agents run with `--masquerade false` (no NAT \
+         table, like the VXLAN bed).\n",
         args.secs, args.runs
     );
     let _ = writeln!(
