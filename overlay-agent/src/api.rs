@@ -6,11 +6,15 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 once the node holds a block and the data path is up, else 503 |
 //! | `GET /status` | 200 [`Status`](crate::status::Status) JSON |
+//! | `GET /status/{peers,connections,routes,ipam}` | 200 the view's JSON ([`crate::status`]) |
+//! | `POST /connect` with [`TargetRequest`] | 200 [`TargetResponse`]: dial that address too |
+//! | `POST /forget` with [`TargetRequest`] | 200 [`TargetResponse`]: stop dialing it |
 //! | `POST /ipam/allocations` | 200 [`Allocation`] (same address again for the same key) |
 //! | `GET /ipam/allocations/{container_id}/{ifname}` | 200 [`Allocation`], 404 when none |
 //! | `DELETE /ipam/allocations/{container_id}/{ifname}` | 204 whether or not one was held |
 //! | `GET /ipam/allocations` | 200 [`AllocationList`] (every address held, for CNI GC) |
 //!
+//! Status answers are JSON, or with `?format=text` the text `overlay-agent status` prints.
 //! IPAM calls answer 503 while the node has no block, 400 for a malformed request, 507 when
 //! the block is full; every error body is an [`ApiError`]. An allocation is persisted before
 //! it is answered.
@@ -27,6 +31,8 @@ use ipnet::Ipv4Net;
 use overlay_proto::api::{
     allocation_key, AllocateRequest, Allocation, AllocationList, ApiError, HeldAllocation,
 };
+#[cfg(doc)]
+use overlay_proto::api::{TargetRequest, TargetResponse};
 use overlay_proto::ipam::node_address;
 use std::future::Future;
 use std::sync::Arc;
@@ -58,7 +64,10 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/status", get(status))
+        .route("/status", get(views::status))
+        .route("/status/{view}", get(views::view))
+        .route("/connect", post(views::connect))
+        .route("/forget", post(views::forget))
         .route("/ipam/allocations", post(allocate).get(list))
         .route(
             "/ipam/allocations/{container_id}/{ifname}",
@@ -113,16 +122,6 @@ async fn readyz(State(s): State<ApiState>) -> (StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: no subnet claimed or data path not configured yet\n",
         )
-    }
-}
-
-async fn status(State(s): State<ApiState>) -> Result<Response, Failure> {
-    match s.control.status(STATUS_WAIT).await {
-        Some(status) => Ok(Json(status).into_response()),
-        None => Err(Failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the control plane did not answer".into(),
-        )),
     }
 }
 
@@ -200,6 +199,8 @@ async fn release(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+mod views;
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,9 @@
-//! The `overlay-agent` command line: `run` (the daemon) and `status` (for a person).
+//! The `overlay-agent` command line: `run` (the daemon), `status` (for a person), and
+//! `connect`/`forget` (dial targets of a running agent).
 
 use crate::config::{Config, RunArgs};
-use crate::status::{self, Status};
-use clap::{Args, Parser, Subcommand};
-use overlay_proto::api::ApiError;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use overlay_proto::api::{ApiError, TargetRequest, TargetResponse};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +12,8 @@ use std::time::Duration;
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure to start or run, or an unreachable agent.
 pub const EXIT_FAILURE: u8 = 1;
+/// Longest wait for the local agent's API.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,12 +30,18 @@ struct Cli {
 enum Cmd {
     /// Run the agent (control plane, data path, local API)
     Run(Box<RunArgs>),
-    /// Print the state of the local agent
+    /// Print the state of the local agent, or one view of it
     Status(StatusArgs),
+    /// Make the local agent dial a peer too (until forgotten or restarted)
+    Connect(TargetArgs),
+    /// Make the local agent stop dialing an address it was given (a peer that gossip says is
+    /// there is still dialed; established connections stay)
+    Forget(TargetArgs),
 }
 
+/// Where the local agent's API is.
 #[derive(Debug, Args)]
-struct StatusArgs {
+struct ApiArgs {
     /// The agent's API address
     #[arg(
         long,
@@ -42,25 +50,66 @@ struct StatusArgs {
         value_name = "IP:PORT"
     )]
     api: String,
+}
+
+/// A part of the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum View {
+    /// Every other peer: state, next hop, hops, traffic
+    Peers,
+    /// Control connections and dial targets: state, path, MTU, RTT, last error, next retry
+    Connections,
+    /// Where packets for each block go: next hop and its underlay address
+    Routes,
+    /// The cluster range, block owners, this node's pod addresses
+    Ipam,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Show only this part (default: the summary and the peers)
+    #[arg(value_enum)]
+    view: Option<View>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// Print the JSON the API answers instead of the text view
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// The peer's address, HOST[:PORT] (port default 6783)
+    #[arg(value_name = "HOST[:PORT]")]
+    address: String,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 /// Entry point of the `overlay-agent` binary.
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Cmd::Run(args) => run(args),
-        Cmd::Status(args) => match fetch_status(&args) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("overlay-agent: {e}");
-                ExitCode::from(EXIT_FAILURE)
-            }
-        },
+        Cmd::Status(args) => print_outcome(fetch_status(&args)),
+        Cmd::Connect(args) => {
+            print_outcome(post_target(&args, "connect").map(|a| format!("dialing {a}\n")))
+        }
+        Cmd::Forget(args) => {
+            print_outcome(post_target(&args, "forget").map(|a| format!("no longer dialing {a}\n")))
+        }
+    }
+}
+
+fn print_outcome(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("overlay-agent: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 
@@ -107,36 +156,63 @@ fn init_tracing() {
 
 /// The status text (or JSON) of the agent at `args.api`, or a one-line error.
 fn fetch_status(args: &StatusArgs) -> Result<String, String> {
-    let url = format!("http://{}/status", args.api);
-    let unreachable = |e: &dyn std::error::Error| {
-        let mut cause = e;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
-        format!(
-            "cannot reach the agent at {} (is it running? see --api): {cause}",
-            args.api
-        )
+    let path = match args.view {
+        None => "status",
+        Some(View::Peers) => "status/peers",
+        Some(View::Connections) => "status/connections",
+        Some(View::Routes) => "status/routes",
+        Some(View::Ipam) => "status/ipam",
     };
-    let response = match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
-        Ok(r) => r,
+    let format = if args.json { "json" } else { "text" };
+    let url = format!("http://{}/{path}?format={format}", args.api.api);
+    let body = call_with(&args.api, || {
+        ureq::get(&url).timeout(REQUEST_TIMEOUT).call()
+    })?
+    .into_string()
+    .map_err(|e| unreachable(&args.api, &e))?;
+    Ok(format!("{}\n", body.trim_end()))
+}
+
+/// Posts `address` to `/{action}`; the address the agent resolved it to.
+fn post_target(args: &TargetArgs, action: &str) -> Result<std::net::SocketAddr, String> {
+    let url = format!("http://{}/{action}", args.api.api);
+    let response = call_with(&args.api, || {
+        ureq::post(&url)
+            .timeout(REQUEST_TIMEOUT)
+            .send_json(TargetRequest {
+                address: args.address.clone(),
+            })
+    })?;
+    response
+        .into_json::<TargetResponse>()
+        .map(|r| r.address)
+        .map_err(|e| format!("the agent at {} answered unexpectedly: {e}", args.api.api))
+}
+
+/// Runs `send`; an error answer or a transport failure as one line.
+fn call_with(
+    api: &ApiArgs,
+    send: impl FnOnce() -> Result<ureq::Response, ureq::Error>,
+) -> Result<ureq::Response, String> {
+    match send() {
+        Ok(r) => Ok(r),
         Err(ureq::Error::Status(code, r)) => {
             let detail = r
                 .into_json::<ApiError>()
                 .map_or_else(|_| String::new(), |e| format!(": {}", e.error));
-            return Err(format!("the agent at {} answered {code}{detail}", args.api));
+            Err(format!("the agent at {} answered {code}{detail}", api.api))
         }
-        Err(ureq::Error::Transport(t)) => return Err(unreachable(&t)),
-    };
-    let body = response.into_string().map_err(|e| unreachable(&e))?;
-    if args.json {
-        return Ok(format!("{}\n", body.trim_end()));
+        Err(ureq::Error::Transport(t)) => Err(unreachable(api, &t)),
     }
-    let status: Status = serde_json::from_str(&body).map_err(|e| {
-        format!(
-            "the agent at {} answered an unexpected status: {e}",
-            args.api
-        )
-    })?;
-    Ok(status::render(&status))
+}
+
+fn unreachable(api: &ApiArgs, e: &dyn std::error::Error) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!(
+        "cannot reach the agent at {} (is it running? see --api): {cause}",
+        api.api
+    )
 }

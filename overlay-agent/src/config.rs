@@ -14,7 +14,7 @@ mod tests;
 pub use args::RunArgs;
 pub use discover::{default_advertise_ip, resolve_peer};
 pub use layers::Origin;
-pub use parse::{AdvertiseSpec, PeerAddr, DEFAULT_PEER_PORT};
+pub use parse::{peer as parse_peer, AdvertiseSpec, PeerAddr, DEFAULT_PEER_PORT};
 
 use ipnet::Ipv4Net;
 use layers::{Layer, Raw};

@@ -3,10 +3,16 @@
 //! The JSON keeps the contract's fields (`name`, `subnet`, `address`, `peers[]` with `name`,
 //! `address`, `subnet`, `reachable`, `next_hop`, `hops`) and adds the node's connections, dial
 //! targets and data-path counters. [`text`] renders it for a person, Weave style.
+//!
+//! The views of `GET /status/{peers,connections,routes,ipam}` are built from the same
+//! [`Status`] (and, for ipam, the node's allocations): [`connections`], [`routes`], [`ipam`].
 
+pub mod connections;
+pub mod ipam;
+pub mod routes;
 mod text;
 
-pub use text::render;
+pub use text::{render, render_peers};
 
 use crate::datapath::{CountersSnapshot, Offloads};
 use ipnet::Ipv4Net;
@@ -33,6 +39,9 @@ pub struct Status {
     pub advertise: SocketAddr,
     /// The overlay MTU.
     pub mtu: u32,
+    /// The TUN device.
+    #[serde(default)]
+    pub iface: String,
     /// Every other peer in the topology, by name.
     pub peers: Vec<PeerStatus>,
     /// Established control connections.

@@ -103,6 +103,20 @@ pub struct AllocationList {
     pub allocations: Vec<HeldAllocation>,
 }
 
+/// Body of `POST /connect` and `POST /forget`: a peer address as `--peer` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRequest {
+    /// `HOST[:PORT]` (port default 6783).
+    pub address: String,
+}
+
+/// Answer to `POST /connect` and `POST /forget`: the address it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetResponse {
+    /// The resolved address.
+    pub address: std::net::SocketAddr,
+}
+
 /// Error body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

@@ -13,6 +13,8 @@ struct Server {
     ipam: Arc<IpamStore>,
     ready: Readiness,
     dir: StateDir,
+    /// Targets the stand-in driver was asked to add (`true`) or remove (`false`).
+    targets: Arc<std::sync::Mutex<Vec<(bool, std::net::SocketAddr)>>>,
     _tmp: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
@@ -36,11 +38,17 @@ async fn start(driver: bool) -> Server {
     let dir = StateDir::open(tmp.path()).expect("state dir");
     let ipam = Arc::new(IpamStore::open(&dir).expect("store"));
     let (tx, mut rx) = mpsc::channel::<Command>(8);
+    let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
     if driver {
+        let targets = targets.clone();
         tokio::spawn(async move {
             while let Some(cmd) = rx.recv().await {
-                if let Command::Status(reply) = cmd {
-                    let _ = reply.send(sample_status());
+                match cmd {
+                    Command::Status(reply) => {
+                        let _ = reply.send(sample_status());
+                    }
+                    Command::AddTarget(a) => targets.lock().expect("lock").push((true, a)),
+                    Command::RemoveTarget(a) => targets.lock().expect("lock").push((false, a)),
                 }
             }
         });
@@ -64,6 +72,7 @@ async fn start(driver: bool) -> Server {
         ipam,
         ready,
         dir,
+        targets,
         _tmp: tmp,
         _stop: stop,
     }
@@ -304,4 +313,83 @@ async fn concurrent_http_allocations_get_distinct_addresses() {
         );
     }
     assert_eq!(seen.len(), 48);
+}
+
+#[tokio::test]
+async fn status_views_as_json_and_text() {
+    let s = start(true).await;
+    s.ipam
+        .set_block(Some("10.32.3.0/24".parse().expect("cidr")))
+        .expect("block");
+    assert_eq!(post(&s, "abc", "eth0").await.0, 200);
+
+    let get = |path: &str| call("GET", format!("{}{path}", s.base), None);
+    let (code, body) = get("/status/peers").await;
+    assert_eq!(code, 200);
+    assert_eq!(json_of(&body)[0]["name"], "node-b");
+    let (code, body) = get("/status/connections").await;
+    assert_eq!((code, json_of(&body)), (200, json!([])));
+    let (code, body) = get("/status/routes").await;
+    assert_eq!(code, 200);
+    let routes = json_of(&body);
+    assert_eq!(routes[0]["destination"], "10.32.0.0/12");
+    assert_eq!(routes[1]["destination"], "10.32.3.0/24");
+    assert_eq!(routes[1]["local"], true);
+    let (code, body) = get("/status/ipam").await;
+    assert_eq!(code, 200);
+    let ipam = json_of(&body);
+    assert_eq!(ipam["allocated"], 1);
+    assert_eq!(ipam["capacity"], 253);
+    assert_eq!(ipam["allocations"][0]["address"], "10.32.3.2");
+
+    let (code, body) = get("/status/ipam?format=text").await;
+    assert_eq!(code, 200);
+    assert!(body.contains(" Addresses: 1 of 253 allocated"), "{body}");
+    let (code, body) = get("/status?format=text").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("          Name: node-a"), "{body}");
+    let (code, body) = get("/status/routes?format=text").await;
+    assert_eq!(code, 200);
+    assert!(body.starts_with("DESTINATION"), "{body}");
+
+    let (code, body) = get("/status/nonsense").await;
+    assert_eq!(code, 404);
+    assert!(error_of(&body).contains("peers, connections, routes or ipam"));
+    let (code, body) = get("/status?format=xml").await;
+    assert_eq!(code, 400);
+    assert!(error_of(&body).contains("unknown format"));
+}
+
+#[tokio::test]
+async fn connect_and_forget_reach_the_driver() {
+    let s = start(true).await;
+    let (code, body) = call(
+        "POST",
+        format!("{}/connect", s.base),
+        Some(r#"{"address": "10.1.2.3"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json_of(&body)["address"], "10.1.2.3:6783");
+    let (code, _) = call(
+        "POST",
+        format!("{}/forget", s.base),
+        Some(r#"{"address": "10.1.2.3:7000"}"#),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        *s.targets.lock().expect("lock"),
+        vec![
+            (true, ([10, 1, 2, 3], 6783).into()),
+            (false, ([10, 1, 2, 3], 7000).into())
+        ]
+    );
+
+    for bad in [r#"{"address": "not a host!"}"#, r#"{"addr": "x"}"#, "nope"] {
+        let (code, body) = call("POST", format!("{}/connect", s.base), Some(bad)).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(!error_of(&body).is_empty());
+    }
+    assert_eq!(s.targets.lock().expect("lock").len(), 2);
 }

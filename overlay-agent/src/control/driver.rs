@@ -166,6 +166,7 @@ impl<H: Host> Driver<H> {
                 let extra = Extra {
                     ready: self.ready.get(),
                     mtu: self.mtu,
+                    iface: self.host.device(),
                     rejected_connections: self.rejected.load(Ordering::Relaxed),
                     datapath: self.host.counters(),
                     offloads: self.host.offloads(),

@@ -20,6 +20,9 @@ pub trait Host: Send + Sync + 'static {
     /// The offloads the data path uses.
     fn offloads(&self) -> Offloads;
 
+    /// The TUN device's name.
+    fn device(&self) -> String;
+
     /// Gives the TUN device the node address (none when `None`) and the cluster route.
     fn set_node_address(
         &self,
@@ -79,6 +82,10 @@ impl Host for SystemHost {
             .as_ref()
             .map(Datapath::offloads)
             .unwrap_or_default()
+    }
+
+    fn device(&self) -> String {
+        self.iface.clone()
     }
 
     async fn set_node_address(&self, address: Option<Ipv4Addr>) -> Result<(), String> {

@@ -18,6 +18,8 @@ pub struct Extra {
     pub ready: bool,
     /// The overlay MTU.
     pub mtu: u32,
+    /// The TUN device.
+    pub iface: String,
     /// Accepted connections closed at once.
     pub rejected_connections: u64,
     /// Data-path counters.
@@ -78,6 +80,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
         address: subnet.map(node_address),
         advertise: hello.body.advertise,
         mtu: extra.mtu,
+        iface: extra.iface,
         peers,
         connections: connections
             .iter()

@@ -34,6 +34,9 @@ impl Host for FakeHost {
     fn offloads(&self) -> Offloads {
         Offloads::default()
     }
+    fn device(&self) -> String {
+        "ovl-test".to_owned()
+    }
     async fn set_node_address(&self, address: Option<Ipv4Addr>) -> Result<(), String> {
         *self.address.lock().expect("lock") = address;
         Ok(())

@@ -1,15 +1,16 @@
 //! The text view of [`Status`] printed by `overlay-agent status`.
 
-use super::{Status, TargetState};
+use super::{connections, PeerStatus, Status, TargetState};
 use crate::datapath::{CountersSnapshot, Offloads};
 use std::fmt::Write;
 
-/// Renders `s` for a person: a header of `Key: value` lines, then one line per peer.
+/// Renders `s` for a person: a header of `Key: value` lines (the layout of `weave status`),
+/// then the peer table and the failing targets.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
     let dash = || "-".to_owned();
     let line = |out: &mut String, key: &str, value: String| {
-        let _ = writeln!(out, "{key:>12}: {value}");
+        let _ = writeln!(out, "{key:>14}: {value}");
     };
     line(
         &mut out,
@@ -17,7 +18,26 @@ pub fn render(s: &Status) -> String {
         format!("{} (instance {})", s.name, s.instance),
     );
     line(&mut out, "Advertised", s.advertise.to_string());
-    line(&mut out, "Cluster", s.cluster.to_string());
+    line(&mut out, "Encryption", "disabled".to_owned());
+    line(&mut out, "PeerDiscovery", "enabled".to_owned());
+    let targets = s
+        .targets
+        .iter()
+        .filter(|t| t.state != TargetState::IsSelf)
+        .count();
+    line(&mut out, "Targets", targets.to_string());
+    line(
+        &mut out,
+        "Connections",
+        connections::summary(&connections::connections(s)),
+    );
+    let reachable = s.peers.iter().filter(|p| p.reachable).count();
+    line(
+        &mut out,
+        "Peers",
+        format!("{} ({reachable} reachable)", s.peers.len()),
+    );
+    line(&mut out, "Range", s.cluster.to_string());
     line(
         &mut out,
         "Subnet",
@@ -28,39 +48,12 @@ pub fn render(s: &Status) -> String {
         "Address",
         s.address.map_or_else(dash, |a| a.to_string()),
     );
+    let device = if s.iface.is_empty() { "?" } else { &s.iface };
+    line(&mut out, "Device", format!("{device} (MTU {})", s.mtu));
     line(
         &mut out,
         "Ready",
         if s.ready { "yes" } else { "no" }.to_owned(),
-    );
-    line(&mut out, "MTU", s.mtu.to_string());
-
-    let established = s.connections.len();
-    let failed = s
-        .targets
-        .iter()
-        .filter(|t| t.state == TargetState::Waiting && t.failures > 0)
-        .count();
-    let pending = s
-        .targets
-        .iter()
-        .filter(|t| {
-            t.state == TargetState::Dialing || (t.state == TargetState::Waiting && t.failures == 0)
-        })
-        .count();
-    line(
-        &mut out,
-        "Connections",
-        format!(
-            "{} ({established} established, {failed} failed)",
-            established + failed + pending
-        ),
-    );
-    let reachable = s.peers.iter().filter(|p| p.reachable).count();
-    line(
-        &mut out,
-        "Peers",
-        format!("{} ({reachable} reachable)", s.peers.len()),
     );
     line(&mut out, "Data path", datapath_summary(&s.datapath));
     line(&mut out, "Offloads", offloads_summary(&s.offloads));
@@ -76,35 +69,8 @@ pub fn render(s: &Status) -> String {
     }
 
     if !s.peers.is_empty() {
-        let rows: Vec<[String; 8]> = s
-            .peers
-            .iter()
-            .map(|p| {
-                let state = match (p.reachable, p.left) {
-                    (true, _) => "reachable",
-                    (false, true) => "left",
-                    (false, false) => "unreachable",
-                };
-                [
-                    p.name.clone(),
-                    p.address.to_string(),
-                    p.subnet.map_or_else(dash, |n| n.to_string()),
-                    state.to_owned(),
-                    p.next_hop.clone().unwrap_or_else(dash),
-                    p.hops.to_string(),
-                    bytes(p.tx_bytes),
-                    bytes(p.rx_bytes),
-                ]
-            })
-            .collect();
         out.push('\n');
-        table(
-            &mut out,
-            [
-                "PEER", "ADDRESS", "SUBNET", "STATE", "NEXT HOP", "HOPS", "SENT", "RECEIVED",
-            ],
-            &rows,
-        );
+        out.push_str(&render_peers(&s.peers));
     }
 
     let failing: Vec<_> = s.targets.iter().filter(|t| t.failures > 0).collect();
@@ -125,7 +91,46 @@ pub fn render(s: &Status) -> String {
     out
 }
 
-fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
+/// The peer table: one line per peer with its state, next hop and traffic.
+pub fn render_peers(peers: &[PeerStatus]) -> String {
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 8]> = peers
+        .iter()
+        .map(|p| {
+            let state = match (p.reachable, p.left) {
+                (true, _) => "reachable",
+                (false, true) => "left",
+                (false, false) => "unreachable",
+            };
+            [
+                p.name.clone(),
+                p.address.to_string(),
+                p.subnet.map_or_else(dash, |n| n.to_string()),
+                state.to_owned(),
+                p.next_hop.clone().unwrap_or_else(dash),
+                p.hops.to_string(),
+                bytes(p.tx_bytes),
+                bytes(p.rx_bytes),
+            ]
+        })
+        .collect();
+    let mut out = String::new();
+    if rows.is_empty() {
+        out.push_str("no other peers known\n");
+        return out;
+    }
+    table(
+        &mut out,
+        [
+            "PEER", "ADDRESS", "SUBNET", "STATE", "NEXT HOP", "HOPS", "SENT", "RECEIVED",
+        ],
+        &rows,
+    );
+    out
+}
+
+/// Appends `rows` under `header`, columns padded to their widest cell.
+pub(super) fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -197,12 +202,12 @@ fn bytes(b: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::datapath::DropCounters;
     use crate::status::{ConnectionStatus, Direction, PeerStatus, TargetStatus};
 
-    fn sample() -> Status {
+    pub(crate) fn sample() -> Status {
         Status {
             name: "node-a".into(),
             instance: "00000000000000ff".into(),
@@ -212,6 +217,7 @@ mod tests {
             address: Some([10, 32, 5, 1].into()),
             advertise: ([192, 168, 1, 10], 6783).into(),
             mtu: 1418,
+            iface: "ovl0".into(),
             peers: vec![
                 PeerStatus {
                     name: "node-b".into(),
@@ -289,17 +295,20 @@ mod tests {
     #[test]
     fn text_view_has_the_weave_style_summary_and_a_line_per_peer() {
         let text = render(&sample());
-        let expected = r"        Name: node-a (instance 00000000000000ff)
-  Advertised: 192.168.1.10:6783
-     Cluster: 10.32.0.0/12
-      Subnet: 10.32.5.0/24
-     Address: 10.32.5.1
-       Ready: yes
-         MTU: 1418
- Connections: 2 (1 established, 1 failed)
-       Peers: 2 (1 reachable)
-   Data path: tx 10 packets (2.0 KiB), rx 9 packets (100 B), relayed 1, dropped 3
-    Offloads: tun-tso, udp-gso, udp-gro, coalesce-tcp
+        let expected = r"          Name: node-a (instance 00000000000000ff)
+    Advertised: 192.168.1.10:6783
+    Encryption: disabled
+ PeerDiscovery: enabled
+       Targets: 1
+   Connections: 2 (1 established, 1 failed)
+         Peers: 2 (1 reachable)
+         Range: 10.32.0.0/12
+        Subnet: 10.32.5.0/24
+       Address: 10.32.5.1
+        Device: ovl0 (MTU 1418)
+         Ready: yes
+     Data path: tx 10 packets (2.0 KiB), rx 9 packets (100 B), relayed 1, dropped 3
+      Offloads: tun-tso, udp-gso, udp-gro, coalesce-tcp
 
 PEER    ADDRESS            SUBNET        STATE        NEXT HOP  HOPS  SENT     RECEIVED
 node-b  192.168.1.11:6783  10.32.7.0/24  reachable    node-c    2     3.0 MiB  1.5 KiB
@@ -339,9 +348,9 @@ Failing targets:
         s.peers.clear();
         s.targets.clear();
         let text = render(&s);
-        assert!(text.contains("      Subnet: -\n"));
-        assert!(text.contains("       Ready: no\n"));
-        assert!(text.contains("       Peers: 0 (0 reachable)\n"));
+        assert!(text.contains("        Subnet: -\n"));
+        assert!(text.contains("         Ready: no\n"));
+        assert!(text.contains("         Peers: 0 (0 reachable)\n"));
         assert!(!text.contains("PEER"));
     }
 }
