@@ -165,18 +165,16 @@ fn fetch_status(args: &StatusArgs) -> Result<String, String> {
     };
     let format = if args.json { "json" } else { "text" };
     let url = format!("http://{}/{path}?format={format}", args.api.api);
-    let body = call_with(&args.api, || {
-        ureq::get(&url).timeout(REQUEST_TIMEOUT).call()
-    })?
-    .into_string()
-    .map_err(|e| unreachable(&args.api, &e))?;
+    let body = answered(&args.api, ureq::get(&url).timeout(REQUEST_TIMEOUT).call())?
+        .into_string()
+        .map_err(|e| unreachable(&args.api, &e))?;
     Ok(format!("{}\n", body.trim_end()))
 }
 
 /// Posts `address` to `/{action}`; the address the agent resolved it to.
 fn post_target(args: &TargetArgs, action: &str) -> Result<std::net::SocketAddr, String> {
     let url = format!("http://{}/{action}", args.api.api);
-    let response = call_with(&args.api, || {
+    let response = answered(&args.api, {
         ureq::post(&url)
             .timeout(REQUEST_TIMEOUT)
             .send_json(TargetRequest {
@@ -189,12 +187,12 @@ fn post_target(args: &TargetArgs, action: &str) -> Result<std::net::SocketAddr, 
         .map_err(|e| format!("the agent at {} answered unexpectedly: {e}", args.api.api))
 }
 
-/// Runs `send`; an error answer or a transport failure as one line.
-fn call_with(
+/// The answer of a request, or its error answer or transport failure as one line.
+fn answered(
     api: &ApiArgs,
-    send: impl FnOnce() -> Result<ureq::Response, ureq::Error>,
+    sent: Result<ureq::Response, ureq::Error>,
 ) -> Result<ureq::Response, String> {
-    match send() {
+    match sent {
         Ok(r) => Ok(r),
         Err(ureq::Error::Status(code, r)) => {
             let detail = r
