@@ -1,7 +1,7 @@
 //! The `overlay-agent` command line: `run` (the daemon), `status` (for a person), and
 //! `connect`/`forget` (dial targets of a running agent).
 
-use crate::config::{Config, RunArgs};
+use crate::config::{Config, LogFormat, RunArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use overlay_proto::api::{ApiError, TargetRequest, TargetResponse};
 use std::io::IsTerminal;
@@ -114,6 +114,18 @@ fn print_outcome(outcome: Result<String, String>) -> ExitCode {
 }
 
 fn run(args: Box<RunArgs>) -> ExitCode {
+    if args.check_config {
+        return match Config::check(&args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("overlay-agent: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let config = match Config::load(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -121,7 +133,7 @@ fn run(args: Box<RunArgs>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    init_tracing();
+    init_tracing(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,14 +156,17 @@ fn run(args: Box<RunArgs>) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON lines.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 /// The status text (or JSON) of the agent at `args.api`, or a one-line error.

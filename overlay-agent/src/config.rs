@@ -6,6 +6,7 @@
 
 mod args;
 mod discover;
+mod effective;
 mod layers;
 mod parse;
 #[cfg(test)]
@@ -56,7 +57,32 @@ pub struct Config {
     /// Masquerade pod traffic leaving the cluster range to the node's address
     /// ([`crate::egress`]).
     pub masquerade: bool,
+    /// How log lines are written.
+    pub log_format: LogFormat,
 }
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The name `--log-format` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Where each configuration key's value came from.
+pub type Origins = std::collections::BTreeMap<&'static str, Origin>;
 
 /// Why the configuration is not usable. Each message is one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,8 +189,41 @@ impl Config {
         )
     }
 
+    /// Reads the configuration as [`Config::load`] and renders it for `--check-config`: the
+    /// effective values as a TOML file `--config` reads back, each with its origin.
+    pub fn check(args: &RunArgs) -> Result<String, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok();
+        let hostname = parse::hostname();
+        Config::explain(
+            args,
+            Environment {
+                var: &var,
+                hostname: hostname.as_deref(),
+            },
+        )
+    }
+
+    /// [`Config::check`] with the environment `env`.
+    pub fn explain(args: &RunArgs, env: Environment<'_>) -> Result<String, ConfigError> {
+        let sources = Sources::read(args, env)?;
+        let config = Config::validate(&sources, env.hostname)?;
+        let origins = layers::KEYS
+            .iter()
+            .filter_map(|&key| sources.get(key).map(|(_, origin)| (key, origin)))
+            .collect();
+        Ok(effective::render(&config, &origins))
+    }
+
     /// Reads the configuration from `args`, `env` and the config file named by either.
     pub fn resolve(args: &RunArgs, env: Environment<'_>) -> Result<Config, ConfigError> {
+        let sources = Sources::read(args, env)?;
+        Config::validate(&sources, env.hostname)
+    }
+}
+
+impl Sources {
+    /// The flags, the environment and the config file named by either.
+    fn read(args: &RunArgs, env: Environment<'_>) -> Result<Sources, ConfigError> {
         let file_path = args.config.clone().or_else(|| {
             (env.var)("OVERLAY_CONFIG")
                 .filter(|s| !s.is_empty())
@@ -174,12 +233,13 @@ impl Config {
             Some(path) => layers::from_file(&path)?,
             None => Layer::new(),
         };
-        let sources = Sources {
+        Ok(Sources {
             layers: [layers::from_flags(args), layers::from_env(env.var), file],
-        };
-        Config::validate(&sources, env.hostname)
+        })
     }
+}
 
+impl Config {
     fn validate(s: &Sources, hostname: Option<&str>) -> Result<Config, ConfigError> {
         let name = match s.get("name") {
             Some((raw, origin)) => {
@@ -263,6 +323,11 @@ impl Config {
             return Err(ConfigError::KubernetesNotBuilt);
         }
         let masquerade = s.parse("masquerade", "true", parse::boolean)?;
+        let log_format = s.parse("log-format", "text", |v| match v.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".to_owned()),
+        })?;
         Ok(Config {
             name,
             listen,
@@ -277,6 +342,7 @@ impl Config {
             reclaim_after,
             kubernetes,
             masquerade,
+            log_format,
         })
     }
 }

@@ -82,7 +82,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL")]
     pub masquerade: Option<String>,
 
+    /// Log format: text (for people) or json (one object per line, for collectors); the
+    /// level filter is RUST_LOG (e.g. info, overlay_agent=debug) [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
     /// TOML file with defaults for any of the flags above
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Validate the configuration, print the effective values (as a TOML file --config reads,
+    /// each with where it came from) and exit: 0 when valid, 2 with one line naming the field
+    /// when not
+    #[arg(long)]
+    pub check_config: bool,
 }

@@ -79,6 +79,7 @@ pub const KEYS: &[&str] = &[
     "encrypt",
     "kubernetes",
     "masquerade",
+    "log-format",
 ];
 
 /// The environment variables read for `key`, first match wins.
@@ -112,6 +113,7 @@ pub fn from_flags(args: &RunArgs) -> Layer {
     put("reclaim-after", &args.reclaim_after);
     put("secret-file", &args.secret_file);
     put("masquerade", &args.masquerade);
+    put("log-format", &args.log_format);
     if args.encrypt {
         layer.insert("encrypt", (Raw::One("true".into()), Origin::Flag));
     }

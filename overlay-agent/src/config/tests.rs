@@ -490,3 +490,66 @@ fn masquerade_flag_takes_a_value_on_the_command_line() {
     let cli = Cli::try_parse_from(["run", "--masquerade=true"]).expect("parses");
     assert!(resolve(&cli.run).expect("valid").masquerade);
 }
+
+#[test]
+fn check_config_prints_what_config_reads_back_with_origins() {
+    let f = file_with("peers = [\"10.0.0.1\"]\nreclaim-after = \"90m\"\n");
+    let args = RunArgs {
+        name: Some("node-7".into()),
+        ..args_with_file(&f)
+    };
+    let env = env_of(&[
+        ("OVERLAY_LOG_FORMAT", "json"),
+        ("OVERLAY_SUBNET_PREFIX", "26"),
+    ]);
+    let var = |name: &str| env.get(name).cloned();
+    let text = Config::explain(
+        &args,
+        Environment {
+            var: &var,
+            hostname: Some("host-1"),
+        },
+    )
+    .expect("valid");
+    assert!(
+        text.contains("name = \"node-7\"  # flag --name\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("subnet-prefix = 26  # environment OVERLAY_SUBNET_PREFIX\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "reclaim-after = \"90m\"  # file {}\n",
+            f.path().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("cluster-cidr = \"10.32.0.0/12\"  # default\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("log-format = \"json\"  # environment OVERLAY_LOG_FORMAT\n"),
+        "{text}"
+    );
+
+    // Read back as a config file alone, it gives the same configuration.
+    let back = file_with(&text);
+    let expected = resolve_with(&args, &env).expect("valid");
+    assert_eq!(
+        resolve(&args_with_file(&back)).expect("reads back"),
+        expected
+    );
+    assert_eq!(expected.log_format, LogFormat::Json);
+}
+
+#[test]
+fn a_bad_log_format_names_the_field() {
+    let e = error(RunArgs {
+        log_format: Some("xml".into()),
+        ..RunArgs::default()
+    });
+    assert_eq!(e, "invalid --log-format \"xml\": expected text or json");
+}
