@@ -78,19 +78,17 @@ fn demo(keep: bool) -> anyhow::Result<()> {
     step("status of each agent (overlay-agent status, run inside each node)");
     for i in 0..3 {
         println!("--- node{i} ---");
-        let out = c
-            .node(i)
-            .command(&c.bins.agent.to_string_lossy())
-            .arg("status")
-            .output()?;
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        print_cli(&c, i, &["status"])?;
+    }
+    for view in ["connections", "routes", "ipam"] {
+        step(&format!("node0: overlay-agent status {view}"));
+        print_cli(&c, 0, &["status", view])?;
     }
 
     if keep {
         step("left running; look around with for example:");
         println!(
-            "    ip netns exec ovdemon0 {} status",
+            "    ip netns exec ovdemon0 {} status [peers|connections|routes|ipam]",
             c.bins.agent.display()
         );
         println!("    ip netns exec ovdemop0 ping {}", c.pods[1].ip);
@@ -108,6 +106,18 @@ fn demo(keep: bool) -> anyhow::Result<()> {
 
 fn step(what: &str) {
     println!("==> {what}");
+}
+
+/// Runs `overlay-agent <args>` inside node `i` and prints what it prints.
+fn print_cli(c: &Cluster, i: usize, args: &[&str]) -> anyhow::Result<()> {
+    let out = c
+        .node(i)
+        .command(&c.bins.agent.to_string_lossy())
+        .args(args)
+        .output()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
 }
 
 /// Pings `ip` three times from inside `ns`, printing ping's own summary.
