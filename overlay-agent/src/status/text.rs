@@ -262,6 +262,7 @@ mod tests {
             }],
             rejected_connections: 0,
             control: Default::default(),
+            control_traffic: Default::default(),
             offloads: Offloads {
                 tun_vnet_hdr: true,
                 tun_tso: true,
