@@ -46,7 +46,7 @@ pub struct Config {
     pub iface: String,
     /// Local HTTP API address.
     pub api: SocketAddr,
-    /// Metrics address (accepted, not served yet).
+    /// Prometheus `/metrics` address.
     pub metrics: SocketAddr,
     /// State directory.
     pub state_dir: PathBuf,

@@ -92,6 +92,17 @@ impl IpamStore {
         }
     }
 
+    /// Addresses handed out in the current block and how many it can hand out
+    /// ([`BlockAllocator::capacity`]); `(0, 0)` while the node holds no block.
+    pub fn usage(&self) -> (usize, usize) {
+        let inner = self.lock();
+        match (&inner.alloc, inner.active) {
+            (Some(a), Some(b)) if a.block() == b => (a.len(), a.capacity()),
+            (_, Some(b)) => (0, BlockAllocator::new(b).capacity()),
+            (_, None) => (0, 0),
+        }
+    }
+
     /// True when no address of the current block is handed out.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -279,6 +290,21 @@ mod tests {
         );
         s.set_block(None).expect("lose the claim");
         assert!(matches!(s.list(), Err(IpamError::NoBlock)));
+    }
+
+    #[test]
+    fn usage_counts_the_current_block_only() {
+        let (_tmp, _dir, s) = store();
+        assert_eq!(s.usage(), (0, 0), "no block, nothing to hand out");
+        s.set_block(Some(net("10.32.1.0/24"))).expect("block");
+        assert_eq!(s.usage(), (0, 253), "a /24 less network, broadcast, node");
+        s.allocate("a/eth0").expect("a");
+        s.allocate("b/eth0").expect("b");
+        assert_eq!(s.usage(), (2, 253));
+        s.set_block(None).expect("lost");
+        assert_eq!(s.usage(), (0, 0));
+        s.set_block(Some(net("10.32.2.0/26"))).expect("other block");
+        assert_eq!(s.usage(), (0, 61));
     }
 
     #[test]

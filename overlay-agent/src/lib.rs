@@ -7,6 +7,7 @@
 //! - [`control`]: TCP connections and the [`overlay_proto::node::Node`] driver.
 //! - [`api`]: the local HTTP API (health, status, IPAM for the CNI plugin).
 //! - [`status`]: status JSON and its text view.
+//! - [`metrics`]: Prometheus metrics on `--metrics`.
 //! - [`ipam_store`]: pod address allocations, persisted.
 //! - [`state`]: the state directory.
 //! - [`datapath`]: TUN and UDP threads moving packets.
@@ -22,6 +23,7 @@ pub mod datapath;
 pub mod egress;
 pub mod ipam_store;
 pub mod kubernetes;
+pub mod metrics;
 pub mod netlink;
 pub mod run;
 pub mod state;

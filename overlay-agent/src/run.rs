@@ -2,10 +2,10 @@
 //!
 //! Start order: pod egress masquerade ([`crate::egress`], removed last on the way out) →
 //! state directory (claim, allocations) → seeds resolved → advertised address →
-//! overlay MTU → data path (TUN + UDP) → TUN address and cluster route → TCP listener → API →
-//! node → control-plane driver. Any failure before the driver runs is returned as one error
+//! overlay MTU → data path (TUN + UDP) → TUN address and cluster route → TCP listener →
+//! metrics → API → node → control-plane driver. Any failure before the driver runs is returned as one error
 //! (and the data path, if started, is stopped). On a signal the node leaves the cluster
-//! (neighbours are told, queued frames get up to a second), the API stops and the data path
+//! (neighbours are told, queued frames get up to a second), metrics and API stop and the data path
 //! shuts down; the whole stop is bounded by [`STOP_DEADLINE`].
 
 use crate::api::{self, ApiState};
@@ -15,6 +15,7 @@ use crate::datapath::{Datapath, DatapathConfig, Disabled};
 use crate::egress;
 use crate::ipam_store::IpamStore;
 use crate::kubernetes::{self, Session};
+use crate::metrics::{MetricsServer, MetricsState};
 use crate::netlink;
 use crate::state::StateDir;
 use anyhow::{anyhow, Context};
@@ -91,10 +92,6 @@ async fn run_overlay(
     let mtu = overlay_mtu(advertise_ip).await;
     info!(%advertise, mtu, seeds = seeds.len(), "addresses");
     warn_if_forwarding_is_off();
-    info!(
-        "--metrics {}: the Prometheus endpoint is not served yet",
-        config.metrics
-    );
 
     let table = ForwardingTable::empty(config.name.id(), config.cluster, config.subnet_prefix);
     let dp_config = DatapathConfig {
@@ -186,6 +183,12 @@ async fn serve(
     let ready = Readiness::default();
     let (commands_tx, commands) = mpsc::channel(64);
     let control = ControlHandle::new(commands_tx);
+    let metrics_state = MetricsState {
+        control: control.clone(),
+        ipam: s.ipam.clone(),
+    };
+    let metrics = MetricsServer::start(config.metrics, metrics_state).await?;
+    info!(metrics = %config.metrics, "metrics listening");
     let (api_stop, api_stopped) = oneshot::channel::<()>();
     let api_state = ApiState {
         control: control.clone(),
@@ -235,6 +238,7 @@ async fn serve(
     let driver_result = tokio::spawn(driver.run(stop)).await;
 
     let _ = api_stop.send(());
+    metrics.stop(Duration::from_millis(500)).await;
     if tokio::time::timeout(Duration::from_millis(500), api_task)
         .await
         .is_err()

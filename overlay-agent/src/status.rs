@@ -53,11 +53,27 @@ pub struct Status {
     /// Control-plane counters.
     #[serde(default)]
     pub control: NodeStats,
+    /// Control-connection traffic counted by the agent (gossip bytes, terminations).
+    #[serde(default)]
+    pub control_traffic: ControlTraffic,
     /// Offloads the data path uses.
     #[serde(default)]
     pub offloads: Offloads,
     /// Data-path counters (`tx_packets`, `rx_packets`, `drops`, ...).
     pub datapath: CountersSnapshot,
+}
+
+/// What the agent counts on its control connections (the node counts messages, the agent
+/// counts what they cost on the wire).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlTraffic {
+    /// Bytes of gossip frames queued to peers (length prefix included).
+    pub gossip_sent_bytes: u64,
+    /// Bytes of gossip frames received from peers (length prefix included).
+    pub gossip_received_bytes: u64,
+    /// Established control connections that closed (by either side, for any reason).
+    pub terminations: u64,
 }
 
 /// Another peer as this node sees it.

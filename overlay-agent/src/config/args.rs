@@ -49,7 +49,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "IP:PORT")]
     pub api: Option<String>,
 
-    /// Prometheus /metrics address (accepted and checked; not served yet) [default: 0.0.0.0:6782]
+    /// Prometheus /metrics address [default: 0.0.0.0:6782]
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<String>,
 

@@ -6,7 +6,7 @@
 //! the driver closes the connection instead of buffering without limit.
 
 use super::frame::read_frame;
-use overlay_proto::codec::{self, MAX_FRAME_LEN};
+use overlay_proto::codec::{self, LEN_PREFIX, MAX_FRAME_LEN};
 use overlay_proto::message::{Hello, Message};
 use overlay_proto::node::{ConnId, Direction};
 use overlay_proto::PeerName;
@@ -56,6 +56,8 @@ pub enum Event {
         conn: ConnId,
         /// The message.
         msg: Message,
+        /// Its size on the wire (length prefix included).
+        bytes: usize,
     },
     /// The connection failed or the peer closed it.
     Closed {
@@ -103,8 +105,9 @@ impl ConnHandle {
         }
     }
 
-    /// Queues `msg`; an error says why the connection must be closed instead.
-    pub fn send(&self, msg: &Message) -> Result<(), String> {
+    /// Queues `msg` and returns its size on the wire; an error says why the connection must
+    /// be closed instead.
+    pub fn send(&self, msg: &Message) -> Result<usize, String> {
         let mut frame = Vec::new();
         codec::encode_message(msg, &mut frame).map_err(|e| format!("cannot encode: {e}"))?;
         let len = frame.len();
@@ -115,7 +118,7 @@ impl ConnHandle {
             .try_send(frame)
             .map_err(|_| format!("send queue full ({QUEUE_FRAMES} frames) or writer gone"))?;
         self.queued.fetch_add(len, Ordering::Relaxed);
-        Ok(())
+        Ok(len)
     }
 
     /// Closes at once, dropping whatever is queued.
@@ -148,7 +151,12 @@ async fn read_loop(conn: ConnId, mut half: OwnedReadHalf, events: mpsc::Sender<E
         }
         match codec::decode_message(&body) {
             Ok(Some(msg)) => {
-                if events.send(Event::Message { conn, msg }).await.is_err() {
+                let bytes = LEN_PREFIX + body.len();
+                if events
+                    .send(Event::Message { conn, msg, bytes })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

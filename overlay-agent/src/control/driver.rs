@@ -8,7 +8,9 @@ use super::snapshot::{self, Extra};
 use super::{Command, Readiness};
 use crate::ipam_store::IpamStore;
 use crate::state::StateDir;
+use crate::status::ControlTraffic;
 use overlay_proto::ipam::node_address;
+use overlay_proto::message::Message;
 use overlay_proto::node::{ConnId, Direction, Node, Output, Refusal};
 use overlay_proto::topology::Claim;
 use std::collections::HashMap;
@@ -69,6 +71,8 @@ pub struct Driver<H> {
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     rejected: Arc<AtomicU64>,
+    /// Gossip bytes and connection terminations (for status and metrics).
+    traffic: ControlTraffic,
     /// Writers of closed connections still delivering their last frames.
     closing: Vec<JoinHandle<()>>,
     /// The address the TUN device should carry, and when to retry a failed configuration.
@@ -97,6 +101,7 @@ impl<H: Host> Driver<H> {
             events_tx,
             events_rx,
             rejected: Arc::new(AtomicU64::new(0)),
+            traffic: ControlTraffic::default(),
             closing: Vec::new(),
             tun_want: None,
             tun_retry_at: None,
@@ -170,6 +175,7 @@ impl<H: Host> Driver<H> {
                     rejected_connections: self.rejected.load(Ordering::Relaxed),
                     datapath: self.host.counters(),
                     offloads: self.host.offloads(),
+                    control_traffic: self.traffic.clone(),
                 };
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
             }
@@ -211,14 +217,18 @@ impl<H: Host> Driver<H> {
                 debug!(%addr, "dial failed: {error}");
                 self.node.handle_dial_failed(addr, error, now);
             }
-            Event::Message { conn, msg } => {
+            Event::Message { conn, msg, bytes } => {
                 if self.conns.contains_key(&conn) {
+                    if matches!(msg, Message::Gossip(_)) {
+                        self.traffic.gossip_received_bytes += bytes as u64;
+                    }
                     self.node.handle_message(conn, msg, now);
                 }
             }
             Event::Closed { conn, reason } => {
                 if let Some(handle) = self.conns.remove(&conn) {
                     info!(peer = %handle.peer, remote = %handle.remote, conn, "connection closed: {reason}");
+                    self.traffic.terminations += 1;
                     handle.abort();
                     self.node.handle_connection_closed(conn, now);
                 }
@@ -237,17 +247,26 @@ impl<H: Host> Driver<H> {
                         debug!(conn, "send on a connection that is gone");
                         continue;
                     };
-                    if let Err(reason) = handle.send(&msg) {
-                        if let Some(handle) = self.conns.remove(&conn) {
-                            warn!(peer = %handle.peer, conn, "closing connection: {reason}");
-                            handle.abort();
-                            self.node.handle_connection_closed(conn, Instant::now());
+                    match handle.send(&msg) {
+                        Ok(bytes) => {
+                            if matches!(msg, Message::Gossip(_)) {
+                                self.traffic.gossip_sent_bytes += bytes as u64;
+                            }
+                        }
+                        Err(reason) => {
+                            if let Some(handle) = self.conns.remove(&conn) {
+                                warn!(peer = %handle.peer, conn, "closing connection: {reason}");
+                                self.traffic.terminations += 1;
+                                handle.abort();
+                                self.node.handle_connection_closed(conn, Instant::now());
+                            }
                         }
                     }
                 }
                 Output::Close(conn, reason) => {
                     if let Some(handle) = self.conns.remove(&conn) {
                         info!(peer = %handle.peer, remote = %handle.remote, conn, "closing connection: {reason}");
+                        self.traffic.terminations += 1;
                         self.closing.retain(|w| !w.is_finished());
                         self.closing.push(handle.close());
                     }

@@ -2,7 +2,8 @@
 
 use crate::datapath::{CountersSnapshot, Offloads, PeerCounters};
 use crate::status::{
-    instance_hex, ConnectionStatus, Direction, PeerStatus, Status, TargetState, TargetStatus,
+    instance_hex, ConnectionStatus, ControlTraffic, Direction, PeerStatus, Status, TargetState,
+    TargetStatus,
 };
 use ipnet::Ipv4Net;
 use overlay_proto::ipam::{block_owners, node_address};
@@ -26,6 +27,8 @@ pub struct Extra {
     pub datapath: CountersSnapshot,
     /// Offloads the data path uses.
     pub offloads: Offloads,
+    /// Gossip bytes and connection terminations.
+    pub control_traffic: ControlTraffic,
 }
 
 /// The status of `node` at `now`.
@@ -124,6 +127,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
             .collect(),
         rejected_connections: extra.rejected_connections,
         control: node.stats().clone(),
+        control_traffic: extra.control_traffic,
         offloads: extra.offloads,
         datapath: extra.datapath,
     }
