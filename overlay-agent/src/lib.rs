@@ -1,7 +1,7 @@
 //! The overlay agent: control plane (tokio), data path (dedicated threads), local API, CLI.
 //!
 //! # Layout
-//! - [`cli`]: command-line entry (`run`, `status`).
+//! - [`cli`]: command-line entry (`run`, `status`, `connect`, `forget`).
 //! - [`config`]: flags > env > TOML file, validated.
 //! - [`run`]: wires the pieces together and shuts them down.
 //! - [`control`]: TCP connections and the [`overlay_proto::node::Node`] driver.
@@ -11,6 +11,7 @@
 //! - [`ipam_store`]: pod address allocations, persisted.
 //! - [`state`]: the state directory.
 //! - [`datapath`]: TUN and UDP threads moving packets.
+//! - [`drop_log`]: rate-limited warnings for data-path drops.
 //! - [`netlink`]: device, address and route setup.
 //! - [`egress`]: masquerading of pod traffic leaving the cluster range (nftables).
 //! - [`kubernetes`]: peers, block and readiness from and to the Kubernetes API (`--kubernetes`).
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod datapath;
+pub mod drop_log;
 pub mod egress;
 pub mod ipam_store;
 pub mod kubernetes;

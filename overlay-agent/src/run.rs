@@ -115,6 +115,7 @@ async fn run_overlay(
         mtu,
         config.cluster,
     ));
+    let drop_log = crate::drop_log::spawn(host.clone());
     let result = serve(
         &config,
         &host,
@@ -132,6 +133,7 @@ async fn run_overlay(
         stop,
     )
     .await;
+    drop_log.abort();
     let stopper = host.clone();
     match tokio::time::timeout(
         Duration::from_secs(2),

@@ -120,18 +120,41 @@ pub struct DropCounters {
 impl CountersSnapshot {
     /// Sum of all drop reasons.
     pub fn total_drops(&self) -> u64 {
-        let d = &self.drops;
-        d.not_peer
-            + d.malformed
-            + d.bad_version
-            + d.bad_kind
-            + d.hop_limit
-            + d.spoofed
-            + d.no_route
-            + d.unsupported
-            + d.not_local
-            + d.io_error
-            + d.too_big
+        self.drops.by_reason().iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl DropCounters {
+    /// Every drop counter with its reason (the field name, the `reason` label of the
+    /// metric). The destructuring makes a new drop counter a compile error here until it is
+    /// given a name.
+    pub fn by_reason(&self) -> [(&'static str, u64); DROP_REASONS] {
+        let DropCounters {
+            not_peer,
+            malformed,
+            bad_version,
+            bad_kind,
+            hop_limit,
+            spoofed,
+            no_route,
+            unsupported,
+            not_local,
+            io_error,
+            too_big,
+        } = *self;
+        [
+            ("not_peer", not_peer),
+            ("malformed", malformed),
+            ("bad_version", bad_version),
+            ("bad_kind", bad_kind),
+            ("hop_limit", hop_limit),
+            ("spoofed", spoofed),
+            ("no_route", no_route),
+            ("unsupported", unsupported),
+            ("not_local", not_local),
+            ("io_error", io_error),
+            ("too_big", too_big),
+        ]
     }
 }
 

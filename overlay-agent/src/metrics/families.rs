@@ -5,7 +5,7 @@
 //! `rate()` see a series from the start; per-peer families have one series per peer in the
 //! topology.
 
-use crate::datapath::{CountersSnapshot, DropCounters};
+use crate::datapath::CountersSnapshot;
 use crate::status::{Status, TargetState};
 use overlay_proto::message::{PROTOCOL_MAX, PROTOCOL_MIN};
 use prometheus_client::encoding::text;
@@ -249,41 +249,11 @@ fn datapath(r: &mut Registry, d: &CountersSnapshot) {
         "datapath_drops",
         "Packets or datagrams the data path dropped, by reason",
         None,
-        drop_reasons(&d.drops)
+        d.drops
+            .by_reason()
             .into_iter()
             .map(|(reason, n)| (vec![("reason", reason.to_owned())], n)),
     );
-}
-
-/// Every drop counter with its `reason` label (the field name). The destructuring makes a new
-/// drop counter a compile error here until it is given a label.
-pub(crate) fn drop_reasons(d: &DropCounters) -> [(&'static str, u64); 11] {
-    let DropCounters {
-        not_peer,
-        malformed,
-        bad_version,
-        bad_kind,
-        hop_limit,
-        spoofed,
-        no_route,
-        unsupported,
-        not_local,
-        io_error,
-        too_big,
-    } = *d;
-    [
-        ("not_peer", not_peer),
-        ("malformed", malformed),
-        ("bad_version", bad_version),
-        ("bad_kind", bad_kind),
-        ("hop_limit", hop_limit),
-        ("spoofed", spoofed),
-        ("no_route", no_route),
-        ("unsupported", unsupported),
-        ("not_local", not_local),
-        ("io_error", io_error),
-        ("too_big", too_big),
-    ]
 }
 
 fn gossip(r: &mut Registry, s: &Status) {
