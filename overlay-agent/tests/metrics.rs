@@ -209,6 +209,27 @@ fn metrics_move_with_pod_traffic_and_drops() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", c.all_logs()));
+    // The agent says so in its log, once per 10 s window rather than once per packet.
+    wait::until(
+        "node1 to warn about the drops in its log",
+        Duration::from_secs(25),
+        Duration::from_millis(250),
+        || {
+            let log = c.log(1);
+            let warnings: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("the data path dropped"))
+                .collect();
+            // The two kinds may straddle a window boundary: both named, in one line or two.
+            let named = |reason: &str| warnings.iter().any(|w| w.contains(reason));
+            if named("not_peer=") && named("malformed=") {
+                Ok(Some(()))
+            } else {
+                Err(format!("drop warnings so far: {warnings:?}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.all_logs()));
 
     // A lost connection is counted when the peer goes away.
     c.stop_agent(1, libc::SIGTERM, Duration::from_secs(10))
