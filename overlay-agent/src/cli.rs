@@ -1,4 +1,5 @@
-//! The `overlay-agent` command line: `run` (the daemon) and `status` (for a person).
+//! The `overlay-agent` command line: `run` (the daemon), `status` (for a person) and `reset`
+//! (remove what the agent keeps across restarts, see [`crate::reset`]).
 
 use crate::config::{Config, RunArgs};
 use crate::status::{self, Status};
@@ -30,6 +31,8 @@ enum Cmd {
     Run(Box<RunArgs>),
     /// Print the state of the local agent
     Status(StatusArgs),
+    /// Remove the TUN device and state an agent keeps across restarts (run it with the agent stopped)
+    Reset(crate::reset::ResetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +64,18 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         },
+        Cmd::Reset(args) => reset(&args),
+    }
+}
+
+/// `overlay-agent reset`: what it did on stdout, the error on stderr.
+fn reset(args: &crate::reset::ResetArgs) -> ExitCode {
+    match crate::reset::reset(args, &mut |line| println!("{line}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("overlay-agent: reset: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 
