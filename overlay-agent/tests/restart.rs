@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 /// The TUN device every agent of the test cluster uses (the default `--iface`).
 const IFACE: &str = "ovl0";
+/// A route outside the cluster range, as a run with another `--cluster-cidr` would leave.
+const STALE_ROUTE: &str = "10.200.0.0/16";
 /// Stream rate: a few MB/s keeps a debug build and a busy 2-core machine comfortable.
 const RATE: u64 = 2 << 20;
 /// A stream blocked longer than this fails (TCP retransmits for minutes; this only bounds it).
@@ -96,6 +98,10 @@ fn a_pod_tcp_stream_survives_sigterm_and_restart_of_either_agent() {
             before[node],
             "node{node}'s TUN device stays while its agent is stopped"
         );
+        // A route of an earlier configuration (another cluster range) through the device.
+        c.node(node)
+            .ip(&["route", "add", STALE_ROUTE, "dev", IFACE, "proto", "static"])
+            .expect("stale route added");
         c.start_agent(node).expect("restart");
         converge(&c, Duration::from_secs(60));
         wait_flowing(
@@ -121,6 +127,14 @@ fn a_pod_tcp_stream_survives_sigterm_and_restart_of_either_agent() {
             tun_ifindex(&c, node),
             before[node],
             "node{node} re-attached to its TUN device (same ifindex)"
+        );
+        let routes = c
+            .node(node)
+            .ip(&["route", "show", "dev", IFACE])
+            .expect("routes");
+        assert!(
+            !routes.contains(STALE_ROUTE) && routes.contains("10.32.0.0/12"),
+            "node{node} reconciled the routes through {IFACE}: {routes}"
         );
         assert_eq!(
             c.status(node).expect("status")["subnet"],
