@@ -104,6 +104,10 @@ fn a_pod_tcp_stream_survives_sigterm_and_restart_of_either_agent() {
             .expect("stale route added");
         c.start_agent(node).expect("restart");
         converge(&c, Duration::from_secs(60));
+        eprintln!(
+            "node{node}: SIGTERM to the agent back, ready and reached by the other {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
         wait_flowing(
             &c,
             &s,

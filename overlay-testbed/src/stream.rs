@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A pause between reads longer than this is recorded as a stall.
-pub const STALL: Duration = Duration::from_millis(200);
+pub const STALL: Duration = Duration::from_millis(50);
 /// Bytes per write.
 const CHUNK: usize = 16 << 10;
 
