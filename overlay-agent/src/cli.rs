@@ -1,5 +1,6 @@
-//! The `overlay-agent` command line: `run` (the daemon), `status` (for a person), and
-//! `connect`/`forget` (dial targets of a running agent).
+//! The `overlay-agent` command line: `run` (the daemon), `status` (for a person),
+//! `connect`/`forget` (dial targets of a running agent) and `reset` (remove what the agent
+//! keeps across restarts, see [`crate::reset`]).
 
 use crate::config::{Config, LogFormat, RunArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -37,6 +38,8 @@ enum Cmd {
     /// Make the local agent stop dialing an address it was given (a peer that gossip says is
     /// there is still dialed; established connections stay)
     Forget(TargetArgs),
+    /// Remove the TUN device and state an agent keeps across restarts (run it with the agent stopped)
+    Reset(crate::reset::ResetArgs),
 }
 
 /// Where the local agent's API is.
@@ -96,6 +99,18 @@ pub fn main() -> ExitCode {
         }
         Cmd::Forget(args) => {
             print_outcome(post_target(&args, "forget").map(|a| format!("no longer dialing {a}\n")))
+        }
+        Cmd::Reset(args) => reset(&args),
+    }
+}
+
+/// `overlay-agent reset`: what it did on stdout, the error on stderr.
+fn reset(args: &crate::reset::ResetArgs) -> ExitCode {
+    match crate::reset::reset(args, &mut |line| println!("{line}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("overlay-agent: reset: {e}");
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

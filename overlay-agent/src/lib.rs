@@ -1,7 +1,8 @@
 //! The overlay agent: control plane (tokio), data path (dedicated threads), local API, CLI.
 //!
 //! # Layout
-//! - [`cli`]: command-line entry (`run`, `status`, `connect`, `forget`).
+//! - [`cli`]: command-line entry (`run`, `status`, `connect`, `forget`, `reset`).
+//! - [`reset`]: `overlay-agent reset`, removing the persistent TUN device and state.
 //! - [`config`]: flags > env > TOML file, validated.
 //! - [`run`]: wires the pieces together and shuts them down.
 //! - [`control`]: TCP connections and the [`overlay_proto::node::Node`] driver.
@@ -27,6 +28,7 @@ pub mod ipam_store;
 pub mod kubernetes;
 pub mod metrics;
 pub mod netlink;
+pub mod reset;
 pub mod run;
 pub mod state;
 pub mod status;

@@ -9,7 +9,9 @@ use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
-use rtnetlink::packet_route::route::RouteScope;
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
+};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use std::future::Future;
@@ -99,7 +101,8 @@ pub async fn underlay_mtu(addr: IpAddr) -> Result<u32, NetlinkError> {
 /// Idempotent: call it again after the node's claim changes. IPv6 link-local address
 /// generation is turned off on the device (the overlay carries IPv4). The route is
 /// `cluster dev iface scope link proto static [src node_address]`, replacing any route to
-/// `cluster` in the main table.
+/// `cluster` in the main table; other `proto static` routes through the device (left by a run
+/// with another cluster range: the device is persistent) are removed.
 pub async fn configure_tun(
     iface: &str,
     mtu: u32,
@@ -185,9 +188,58 @@ pub async fn configure_tun(
             .execute()
             .await
             .map_err(request(|| format!("routing {cluster} through {iface}")))?;
-        Ok(())
+        remove_stale_routes(&handle, iface, index, cluster).await
     })
     .await
+}
+
+/// Deletes the routes this agent added through the device (main table, `proto static`)
+/// that are not the route to `cluster`: the device outlives the agent (hitless restarts),
+/// so a route to a cluster range configured before would otherwise stay.
+async fn remove_stale_routes(
+    handle: &Handle,
+    iface: &str,
+    index: u32,
+    cluster: Ipv4Net,
+) -> Result<(), NetlinkError> {
+    let routes: Vec<RouteMessage> = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(request(|| format!("listing the routes through {iface}")))?;
+    for msg in routes {
+        let h = &msg.header;
+        let ours = h.address_family == AddressFamily::Inet
+            && h.table == libc::RT_TABLE_MAIN
+            && h.protocol == RouteProtocol::Static
+            && msg.attributes.contains(&RouteAttribute::Oif(index));
+        let dst = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => Some(*d),
+            _ => None,
+        });
+        let is_cluster =
+            dst == Some(cluster.network()) && h.destination_prefix_length == cluster.prefix_len();
+        if !ours || is_cluster {
+            continue;
+        }
+        let what = format!(
+            "{}/{}",
+            dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            h.destination_prefix_length
+        );
+        handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(request(|| {
+                format!("removing the stale route to {what} through {iface}")
+            }))?;
+        tracing::info!(%iface, route = %what, "removed a route of an earlier configuration");
+    }
+    Ok(())
 }
 
 /// Runs `work` with a fresh connection, driving the connection alongside it.

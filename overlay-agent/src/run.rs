@@ -5,8 +5,11 @@
 //! overlay MTU → data path (TUN + UDP) → TUN address and cluster route → TCP listener →
 //! metrics → API → node → control-plane driver. Any failure before the driver runs is returned as one error
 //! (and the data path, if started, is stopped). On a signal the node leaves the cluster
-//! (neighbours are told, queued frames get up to a second), metrics and API stop and the data path
-//! shuts down; the whole stop is bounded by [`STOP_DEADLINE`].
+//! (neighbours are told, queued frames get up to a second), metrics and API stop and the data
+//! path shuts down; the whole stop is bounded by [`STOP_DEADLINE`]. The TUN device, its address
+//! and the cluster route stay (the device is persistent, see `datapath::tun`), so the next
+//! start re-attaches to them and pod connections survive a restart; `overlay-agent reset`
+//! removes them for good.
 
 use crate::api::{self, ApiState};
 use crate::config::{self, Config, PeerAddr};

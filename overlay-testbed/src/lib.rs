@@ -13,6 +13,7 @@
 //! - [`cluster`]: a whole overlay cluster: agents on the nodes, pods attached by CNI.
 //! - [`http`]: requests to an agent's local API inside a namespace.
 //! - [`traffic`]: checksummed TCP transfers and UDP echoes between namespaces.
+//! - [`stream`]: a long, paced TCP stream checked byte by byte, with its stalls (restarts).
 //! - [`vxlan`]: kernel VXLAN between underlay nodes with a pod per node (the benchmark reference).
 //! - [`iperf`]: throughput (iperf3) and round-trip time (ping) between namespaces.
 //! - [`conflist`]: CNI network configuration lists executed the way a runtime does.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod iperf;
 pub mod netns;
 pub mod process;
+pub mod stream;
 pub mod traffic;
 pub mod underlay;
 pub mod vxlan;

@@ -151,6 +151,8 @@ impl<H: Host> Driver<H> {
 
     async fn leave(mut self) {
         info!("leaving the cluster");
+        // Not ready from the first moment of the stop: the data path goes next.
+        self.ready.set(false);
         self.leaving = true;
         self.node.leave(Instant::now());
         self.drain().await;

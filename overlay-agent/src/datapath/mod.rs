@@ -143,7 +143,21 @@ pub enum DatapathError {
         /// The OS error.
         error: io::Error,
     },
-    /// `TUNSETIFF` failed (e.g. a non-TUN interface of that name exists, or no permission).
+    /// An interface of that name exists and is not a single-queue TUN device.
+    #[error("an interface named {iface} exists and is not a TUN device this agent can use (a TAP, a multi-queue TUN or another kind of device); delete it or choose another --iface")]
+    TunNotTun {
+        /// The device name.
+        iface: String,
+    },
+    /// The TUN device is attached to another process.
+    #[error(
+        "TUN device {iface} is in use by another process (is another agent running on this node?)"
+    )]
+    TunBusy {
+        /// The device name.
+        iface: String,
+    },
+    /// `TUNSETIFF` failed (e.g. no permission).
     #[error("creating TUN device {iface} (TUNSETIFF): {error}")]
     TunCreate {
         /// The device name.
@@ -206,9 +220,10 @@ pub(crate) const ERROR_BACKOFF_MS: i32 = 10;
 impl Datapath {
     /// Opens the TUN device `config.iface` and binds the UDP socket, then starts the threads.
     ///
-    /// The TUN device and socket are created in the network namespace of the calling thread.
-    /// The device gets `config.mtu` and a raised txqueuelen but stays down: bring it up and
-    /// address it with [`crate::netlink::configure_tun`].
+    /// The TUN device and socket are created in the network namespace of the calling thread;
+    /// a persistent TUN device of that name left by an earlier run is re-attached (it keeps
+    /// its address and routes). The device gets `config.mtu` and a raised txqueuelen; bring
+    /// it up and address it with [`crate::netlink::configure_tun`] (idempotent).
     pub fn start(
         config: DatapathConfig,
         table: ForwardingTable,
@@ -228,6 +243,7 @@ impl Datapath {
             disabled.tun_offload,
         )?);
         let features = tun.features();
+        let reattached = tun.reattached();
         let coalesce = CoalesceConfig {
             tcp: features.tso && !disabled.coalesce,
             udp: features.uso && !disabled.coalesce,
@@ -281,7 +297,9 @@ impl Datapath {
             mtu = config.mtu,
             ?offloads,
             disabled = %disabled,
-            "data path started"
+            reattached,
+            "data path started{}",
+            if reattached { " (on the TUN device left by the previous run)" } else { "" }
         );
         Ok(datapath)
     }
@@ -358,10 +376,17 @@ impl Datapath {
     }
 }
 
+/// Deletes the persistent TUN device `iface` of the calling thread's namespace (with its
+/// address and routes); `Ok(false)` when there is none. Refuses a device in use and an
+/// interface that is not a TUN (see `overlay-agent reset`).
+pub fn remove_device(iface: &str) -> Result<bool, DatapathError> {
+    tun::remove(iface).map(|r| r == tun::Removed::Deleted)
+}
+
 impl Drop for Datapath {
     fn drop(&mut self) {
         // The threads own the only references to the TUN fd: once they are joined, it is
-        // closed (and the TUN device is gone). The socket closes when `self.udp` is dropped
+        // closed (the persistent TUN device stays, see `tun`). The socket closes when `self.udp` is dropped
         // right after.
         self.stop();
     }

@@ -178,6 +178,9 @@ impl Node {
             Message::Gossip(g) => self.receive_gossip(conn, g),
             Message::Digest(d) => self.receive_digest(conn, d),
             Message::Leave => {
+                if let Some(peer) = self.conns.get(&conn).map(|c| c.peer.clone()) {
+                    self.peer_leaving(&peer, now);
+                }
                 self.remove_conn(conn, now);
                 self.outputs
                     .push_back(Output::Close(conn, CloseReason::PeerLeft));

@@ -5,6 +5,11 @@
 //! each delay scaled by a random factor in ±25%). A target is satisfied while a connection to
 //! the peer at that address is established, whoever dialed it. When a peer shows up with a
 //! new instance (it restarted), its target is retried at once.
+//!
+//! A peer that says goodbye (`Leave`) is most often restarting (an upgrade, a new
+//! configuration): the targets it satisfied are redialed every [`REDIAL_AFTER_LEAVE`] instead
+//! of backing off, for [`QUICK_REDIAL_FOR`], so that a peer without seeds of its own is found
+//! again as soon as it listens (a hitless restart), then back off as usual.
 
 use super::connections::Conn;
 use super::{Node, Output, Refusal, TargetInfo, TargetState};
@@ -13,9 +18,16 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Pace of redials after a peer left (see the module docs).
+pub(super) const REDIAL_AFTER_LEAVE: Duration = Duration::from_millis(200);
+/// How long after a peer left its targets are redialed at [`REDIAL_AFTER_LEAVE`].
+pub(super) const QUICK_REDIAL_FOR: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub(super) struct Target {
     seed: bool,
+    /// Until then, a failed dial is retried after [`REDIAL_AFTER_LEAVE`] (the peer left).
+    quick_until: Option<Instant>,
     state: TargetState,
     failures: u32,
     last_error: Option<String>,
@@ -47,6 +59,7 @@ impl Node {
         let is_self = addr == self.config.advertise;
         let target = self.targets.entry(addr).or_insert(Target {
             seed,
+            quick_until: None,
             state: TargetState::Waiting { retry_at: now },
             failures: 0,
             last_error: None,
@@ -163,10 +176,13 @@ impl Node {
         let Some(failures) = self.targets.get(&addr).map(|t| t.failures + 1) else {
             return;
         };
-        let delay = self.backoff(failures);
+        let mut delay = self.backoff(failures);
         if let Some(t) = self.targets.get_mut(&addr) {
             if t.state == TargetState::IsSelf {
                 return;
+            }
+            if t.quick_until.is_some_and(|until| now < until) {
+                delay = REDIAL_AFTER_LEAVE;
             }
             t.failures = failures;
             t.last_error = Some(error);
@@ -206,16 +222,30 @@ impl Node {
                     t.state = TargetState::Connected(peer.clone());
                     t.failures = 0;
                     t.last_error = None;
+                    t.quick_until = None;
                 }
+            }
+        }
+    }
+
+    /// `peer` said goodbye: the targets its connection satisfied are redialed
+    /// soon and often for a while (it is probably restarting). Call before the connection is
+    /// removed.
+    pub(super) fn peer_leaving(&mut self, peer: &PeerName, now: Instant) {
+        for t in self.targets.values_mut() {
+            if t.state == TargetState::Connected(peer.clone()) {
+                t.quick_until = Some(now + QUICK_REDIAL_FOR);
             }
         }
     }
 
     /// Schedules redialing the targets that a closed connection satisfied.
     pub(super) fn disconnected_target(&mut self, conn: &Conn, now: Instant) {
-        let delay = self.backoff(1);
+        let backoff = self.backoff(1);
         for t in self.targets.values_mut() {
             if t.state == TargetState::Connected(conn.peer.clone()) {
+                let quick = t.quick_until.is_some_and(|until| now < until);
+                let delay = if quick { REDIAL_AFTER_LEAVE } else { backoff };
                 t.state = TargetState::Waiting {
                     retry_at: now + delay,
                 };

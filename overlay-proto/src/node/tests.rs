@@ -348,3 +348,40 @@ fn leaving_tells_every_neighbour_and_closes() {
     assert!(gossip < leave && leave < close, "{out:?}");
     assert_eq!(a.poll_timeout(), None);
 }
+
+#[test]
+fn a_peer_that_left_is_redialed_quickly_for_a_while_then_with_backoff() {
+    let t0 = Instant::now();
+    let mut a = Node::new(config("a", 1, &[2]), t0);
+    assert!(drain(&mut a).contains(&Output::Dial(addr(2))));
+    let hb = hello_of("b", 2);
+    a.handle_connection_up(1, Direction::Outbound, Some(addr(2)), addr(2), &hb, t0)
+        .expect("up");
+    drain(&mut a);
+    a.handle_message(1, Message::Leave, t0);
+    assert!(drain(&mut a).contains(&Output::Close(1, CloseReason::PeerLeft)));
+    let retry_at = |a: &Node| {
+        a.targets()
+            .iter()
+            .find_map(|t| match t.state {
+                TargetState::Waiting { retry_at } if t.addr == addr(2) => Some(retry_at),
+                _ => None,
+            })
+            .expect("waiting")
+    };
+    // It is restarting: dialed again every REDIAL_AFTER_LEAVE, not after 1 s, 2 s, ...
+    let mut now = t0;
+    for _ in 0..5 {
+        assert_eq!(retry_at(&a) - now, targets::REDIAL_AFTER_LEAVE);
+        now = retry_at(&a);
+        a.handle_timeout(now);
+        assert!(drain(&mut a).contains(&Output::Dial(addr(2))));
+        a.handle_dial_failed(addr(2), "refused".into(), now);
+    }
+    // Gone for longer: the usual backoff.
+    let late = t0 + targets::QUICK_REDIAL_FOR;
+    a.handle_timeout(retry_at(&a).max(late));
+    drain(&mut a);
+    a.handle_dial_failed(addr(2), "refused".into(), late);
+    assert!(retry_at(&a) - late > targets::REDIAL_AFTER_LEAVE * 2);
+}
