@@ -10,6 +10,7 @@
 //! | `GET /ipam/allocations/{container_id}/{ifname}` | 200 [`Allocation`], 404 when none |
 //! | `DELETE /ipam/allocations/{container_id}/{ifname}` | 204 whether or not one was held |
 //! | `GET /ipam/allocations` | 200 [`AllocationList`] (every address held, for CNI GC) |
+//! | `POST /trace` | 200 [`TraceResult`](crate::trace::TraceResult) for a [`TraceRequest`](crate::trace::TraceRequest) |
 //!
 //! IPAM calls answer 503 while the node has no block, 400 for a malformed request, 507 when
 //! the block is full; every error body is an [`ApiError`]. An allocation is persisted before
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub cluster: Ipv4Net,
     /// The overlay MTU (in allocations).
     pub mtu: u32,
+    /// Runs `POST /trace` (none: the endpoint answers 503).
+    pub trace: Option<crate::trace::Tracer>,
 }
 
 /// The API's routes.
@@ -59,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/trace", post(trace))
         .route("/ipam/allocations", post(allocate).get(list))
         .route(
             "/ipam/allocations/{container_id}/{ifname}",
@@ -124,6 +128,22 @@ async fn status(State(s): State<ApiState>) -> Result<Response, Failure> {
             "the control plane did not answer".into(),
         )),
     }
+}
+
+async fn trace(
+    State(s): State<ApiState>,
+    body: Result<Json<crate::trace::TraceRequest>, JsonRejection>,
+) -> Result<Json<crate::trace::TraceResult>, Failure> {
+    let Json(req) = body.map_err(|e| Failure(StatusCode::BAD_REQUEST, e.body_text()))?;
+    crate::trace::api(s.trace.as_ref(), &s.control, req)
+        .await
+        .map(Json)
+        .map_err(|(code, msg)| {
+            Failure(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                msg,
+            )
+        })
 }
 
 async fn not_found() -> Failure {

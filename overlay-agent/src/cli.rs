@@ -1,4 +1,5 @@
-//! The `overlay-agent` command line: `run` (the daemon) and `status` (for a person).
+//! The `overlay-agent` command line: `run` (the daemon), `status` (for a person) and
+//! `trace` (life of a packet, see [`crate::trace`]).
 
 use crate::config::{Config, RunArgs};
 use crate::status::{self, Status};
@@ -30,6 +31,8 @@ enum Cmd {
     Run(Box<RunArgs>),
     /// Print the state of the local agent
     Status(StatusArgs),
+    /// Send a probe through the overlay and print every hop it takes (life of a packet)
+    Trace(crate::trace::TraceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         },
+        Cmd::Trace(args) => crate::trace::cli::command(&args),
     }
 }
 

@@ -1,12 +1,13 @@
 //! The overlay agent: control plane (tokio), data path (dedicated threads), local API, CLI.
 //!
 //! # Layout
-//! - [`cli`]: command-line entry (`run`, `status`).
+//! - [`cli`]: command-line entry (`run`, `status`, `trace`).
 //! - [`config`]: flags > env > TOML file, validated.
 //! - [`run`]: wires the pieces together and shuts them down.
 //! - [`control`]: TCP connections and the [`overlay_proto::node::Node`] driver.
 //! - [`api`]: the local HTTP API (health, status, IPAM for the CNI plugin).
 //! - [`status`]: status JSON and its text view.
+//! - [`trace`]: life of a packet (`overlay-agent trace`, `POST /trace`).
 //! - [`ipam_store`]: pod address allocations, persisted.
 //! - [`state`]: the state directory.
 //! - [`datapath`]: TUN and UDP threads moving packets.
@@ -26,3 +27,4 @@ pub mod netlink;
 pub mod run;
 pub mod state;
 pub mod status;
+pub mod trace;

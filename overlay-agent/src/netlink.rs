@@ -190,6 +190,93 @@ pub async fn configure_tun(
     .await
 }
 
+/// What the kernel does with packets to one address (`ip route get fibmatch ADDR` and the
+/// state of the device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRoute {
+    /// The matching route's destination prefix.
+    pub prefix: Ipv4Net,
+    /// A local route: the address is this host's own (`prefix` is then the address itself).
+    pub local: bool,
+    /// The route's gateway, if it has one.
+    pub gateway: Option<Ipv4Addr>,
+    /// The output device (none for multipath routes).
+    pub device: Option<String>,
+    /// The device is administratively up and running (carrier on).
+    pub device_up: bool,
+}
+
+/// The route the kernel (of the calling thread's namespace) uses towards `dst`: the matching
+/// FIB entry (`RTM_GETROUTE` with `RTM_F_FIB_MATCH`), and its device's name and state.
+/// Unreachable, blackhole and prohibit routes count as no route (an error).
+pub async fn route_to(dst: Ipv4Addr) -> Result<KernelRoute, NetlinkError> {
+    use rtnetlink::packet_route::link::LinkFlags;
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteType};
+    with_handle(|handle| async move {
+        let what = || format!("looking up the kernel route to {dst}");
+        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, 32)
+            .build();
+        msg.header.flags = RouteFlags::FibMatch;
+        let route = handle
+            .route()
+            .get(msg)
+            .execute()
+            .try_next()
+            .await
+            .map_err(request(what))?
+            .ok_or_else(|| NetlinkError::Request {
+                what: what(),
+                error: io::Error::other("no answer"),
+            })?;
+        let kind = route.header.kind;
+        if !matches!(kind, RouteType::Unicast | RouteType::Local) {
+            return Err(NetlinkError::Request {
+                what: what(),
+                error: io::Error::other(format!("the route is of type {kind:?}")),
+            });
+        }
+        let mut prefix_addr = Ipv4Addr::UNSPECIFIED;
+        let mut gateway = None;
+        let mut oif = None;
+        for a in &route.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(v4)) => prefix_addr = *v4,
+                RouteAttribute::Gateway(RouteAddress::Inet(v4)) => gateway = Some(*v4),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        let prefix = Ipv4Net::new(prefix_addr, route.header.destination_prefix_length)
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| Ipv4Net::from(dst));
+        let (mut device, mut device_up) = (None, false);
+        if let Some(index) = oif {
+            let mut links = handle.link().get().match_index(index).execute();
+            if let Some(link) = links
+                .try_next()
+                .await
+                .map_err(request(|| format!("looking up interface index {index}")))?
+            {
+                device_up = link.header.flags.contains(LinkFlags::Up)
+                    && link.header.flags.contains(LinkFlags::Running);
+                device = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                });
+            }
+        }
+        Ok(KernelRoute {
+            prefix,
+            local: kind == RouteType::Local,
+            gateway,
+            device,
+            device_up,
+        })
+    })
+    .await
+}
+
 /// Runs `work` with a fresh connection, driving the connection alongside it.
 async fn with_handle<T, F, Fut>(work: F) -> Result<T, NetlinkError>
 where

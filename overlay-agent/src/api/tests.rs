@@ -52,6 +52,7 @@ async fn start(driver: bool) -> Server {
         ready: ready.clone(),
         cluster: "10.32.0.0/12".parse().expect("cidr"),
         mtu: 1418,
+        trace: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

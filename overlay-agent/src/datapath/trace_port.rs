@@ -85,26 +85,29 @@ impl TracePort {
         self.rx.recv().await
     }
 
+    /// A sender of datagrams from the data path's socket, with the forwarding table.
+    pub fn sender(&self) -> TraceSender {
+        TraceSender {
+            udp: self.udp.clone(),
+            table: self.table.clone(),
+        }
+    }
+}
+
+/// Sends datagrams from the data path's UDP socket (non-blocking), and reads the data path's
+/// forwarding table.
+#[derive(Debug, Clone)]
+pub struct TraceSender {
+    udp: Arc<Udp>,
+    table: Arc<ArcSwap<ForwardingTable>>,
+}
+
+impl TraceSender {
     /// The forwarding table in use.
     pub fn table(&self) -> Arc<ForwardingTable> {
         self.table.load_full()
     }
 
-    /// A sender of datagrams from the data path's socket.
-    pub fn sender(&self) -> TraceSender {
-        TraceSender {
-            udp: self.udp.clone(),
-        }
-    }
-}
-
-/// Sends datagrams from the data path's UDP socket (non-blocking).
-#[derive(Debug, Clone)]
-pub struct TraceSender {
-    udp: Arc<Udp>,
-}
-
-impl TraceSender {
     /// Sends one datagram to `to`; a full socket buffer is an error (`WouldBlock`).
     pub fn send(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
         self.udp.send_to(datagram, to).map(|_| ())
