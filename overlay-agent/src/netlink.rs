@@ -206,11 +206,20 @@ pub struct KernelRoute {
     pub device_up: bool,
 }
 
+/// A bridge port the kernel would hand a packet to: the port of the bridge's forwarding
+/// database entry for the MAC address its neighbour table holds for the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgePort {
+    /// The port's name (e.g. a pod's host-side veth).
+    pub name: String,
+    /// The port is up and running.
+    pub up: bool,
+}
+
 /// The route the kernel (of the calling thread's namespace) uses towards `dst`: the matching
 /// FIB entry (`RTM_GETROUTE` with `RTM_F_FIB_MATCH`), and its device's name and state.
 /// Unreachable, blackhole and prohibit routes count as no route (an error).
 pub async fn route_to(dst: Ipv4Addr) -> Result<KernelRoute, NetlinkError> {
-    use rtnetlink::packet_route::link::LinkFlags;
     use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteType};
     with_handle(|handle| async move {
         let what = || format!("looking up the kernel route to {dst}");
@@ -252,18 +261,8 @@ pub async fn route_to(dst: Ipv4Addr) -> Result<KernelRoute, NetlinkError> {
             .unwrap_or_else(|_| Ipv4Net::from(dst));
         let (mut device, mut device_up) = (None, false);
         if let Some(index) = oif {
-            let mut links = handle.link().get().match_index(index).execute();
-            if let Some(link) = links
-                .try_next()
-                .await
-                .map_err(request(|| format!("looking up interface index {index}")))?
-            {
-                device_up = link.header.flags.contains(LinkFlags::Up)
-                    && link.header.flags.contains(LinkFlags::Running);
-                device = link.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some(n.clone()),
-                    _ => None,
-                });
+            if let Some(link) = link_state(&handle, index).await? {
+                (device, device_up) = (Some(link.0), link.1);
             }
         }
         Ok(KernelRoute {
@@ -273,6 +272,85 @@ pub async fn route_to(dst: Ipv4Addr) -> Result<KernelRoute, NetlinkError> {
             device,
             device_up,
         })
+    })
+    .await
+}
+
+/// Name and state (up and running) of interface `index`, if it exists.
+async fn link_state(handle: &Handle, index: u32) -> Result<Option<(String, bool)>, NetlinkError> {
+    use rtnetlink::packet_route::link::LinkFlags;
+    let mut links = handle.link().get().match_index(index).execute();
+    let link = match links.try_next().await {
+        Ok(Some(link)) => link,
+        Ok(None) => return Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => return Ok(None),
+        Err(e) => return Err(request(|| format!("looking up interface index {index}"))(e)),
+    };
+    let up =
+        link.header.flags.contains(LinkFlags::Up) && link.header.flags.contains(LinkFlags::Running);
+    Ok(link
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+        .map(|name| (name, up)))
+}
+
+/// If interface `bridge` is a bridge that knows where `dst` is: the port its forwarding
+/// database sends the MAC address of `dst` (from the neighbour table) to. `None` when the
+/// neighbour is not resolved (yet), or the device is no bridge.
+pub async fn bridge_port(bridge: &str, dst: Ipv4Addr) -> Result<Option<BridgePort>, NetlinkError> {
+    use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+    with_handle(|handle| async move {
+        let index = link_index(&handle, bridge).await?;
+        let neighbours: Vec<_> = handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request(|| format!("listing the neighbours on {bridge}")))?;
+        let mac = neighbours
+            .iter()
+            .filter(|n| n.header.ifindex == index)
+            .filter(|n| {
+                n.attributes.iter().any(|a| {
+                    matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) if *v4 == dst)
+                })
+            })
+            .find_map(|n| {
+                n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(mac) if mac.len() == 6 => Some(mac.clone()),
+                    _ => None,
+                })
+            });
+        let Some(mac) = mac else { return Ok(None) };
+        let fdb: Vec<_> = handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request(|| format!("listing the forwarding database of {bridge}")))?;
+        let port = fdb.iter().find_map(|n| {
+            let on_bridge = n
+                .attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::Controller(m) if *m == index));
+            let same_mac = n
+                .attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::LinkLayerAddress(m) if *m == mac));
+            (on_bridge && same_mac && n.header.ifindex != index).then_some(n.header.ifindex)
+        });
+        let Some(port) = port else { return Ok(None) };
+        Ok(link_state(&handle, port)
+            .await?
+            .map(|(name, up)| BridgePort { name, up }))
     })
     .await
 }

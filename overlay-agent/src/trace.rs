@@ -145,17 +145,7 @@ impl Tracer {
                             Action::Drop(Cause::SendFailed)
                         }
                     },
-                    ProbeStep::Final { target } => match netlink::route_to(target).await {
-                        Ok(KernelRoute {
-                            device: Some(device),
-                            device_up,
-                            ..
-                        }) => Action::Deliver {
-                            device,
-                            up: device_up,
-                        },
-                        Ok(_) | Err(_) => Action::Drop(Cause::NoKernelRoute),
-                    },
+                    ProbeStep::Final { target } => delivery(target).await,
                     ProbeStep::Drop(cause) => Action::Drop(cause),
                 };
                 let report = Report {
@@ -272,6 +262,31 @@ impl Tracer {
     }
 }
 
+/// Where this node's kernel sends a packet for `target`: the route's device, or, when that
+/// is a bridge that knows the destination, the bridge port (a pod's veth).
+async fn delivery(target: Ipv4Addr) -> Action {
+    let Ok(KernelRoute {
+        device: Some(device),
+        device_up,
+        ..
+    }) = netlink::route_to(target).await
+    else {
+        return Action::Drop(Cause::NoKernelRoute);
+    };
+    match netlink::bridge_port(&device, target).await {
+        Ok(Some(port)) => Action::Deliver {
+            device: port.name,
+            up: port.up && device_up,
+            bridge: Some(device),
+        },
+        Ok(None) | Err(_) => Action::Deliver {
+            device,
+            up: device_up,
+            bridge: None,
+        },
+    }
+}
+
 fn dropped(mut result: TraceResult, mut hop0: TraceHop, reason: String) -> TraceResult {
     hop0.action = HopAction::Drop;
     hop0.reason = Some(reason);
@@ -337,8 +352,9 @@ fn finish(
                 h.via = Some(names.name(next));
                 h.underlay = Some(addr);
             }
-            Action::Deliver { device, up } => {
+            Action::Deliver { device, up, bridge } => {
                 h.action = HopAction::Deliver;
+                h.bridge = bridge;
                 if up {
                     result.outcome = Outcome::Delivered;
                 } else {
@@ -499,6 +515,7 @@ mod tests {
                 Action::Deliver {
                     device: "veth1".into(),
                     up: true,
+                    bridge: Some("br0".into()),
                 },
                 3,
                 sent,
@@ -557,6 +574,7 @@ mod tests {
                 Action::Deliver {
                     device: "veth1".into(),
                     up: false,
+                    bridge: None,
                 },
                 3,
                 sent,

@@ -24,7 +24,10 @@
 //!  21..23 port of that address
 //!  23..39 that address (IPv4 in the first 4 bytes, the rest zero)
 //!  39     length of the device name (0..=15)
-//!  40..   deliver: the device the agent's kernel routes the target to
+//!  40..   deliver: the device the packet goes out of (the bridge port when the route's
+//!         device is a bridge and the port is known, else the route's device)
+//!  then   deliver, optional: length of the bridge name (0..=15; absent or 0: none), the
+//!         bridge the device is a port of
 //! ```
 //! Parsing never panics: every length and value is checked, a report's device name must be
 //! a plausible interface name. Trailing bytes are ignored.
@@ -39,7 +42,7 @@ pub const REPORT_FIXED_LEN: usize = 40;
 /// Longest interface name (Linux `IFNAMSIZ` − 1).
 pub const MAX_DEVICE_LEN: usize = 15;
 /// Longest report payload.
-pub const MAX_REPORT_LEN: usize = REPORT_FIXED_LEN + MAX_DEVICE_LEN;
+pub const MAX_REPORT_LEN: usize = REPORT_FIXED_LEN + MAX_DEVICE_LEN + 1 + MAX_DEVICE_LEN;
 
 /// A probe: what the origin asks each agent on the path to report on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +111,12 @@ pub enum Action {
     },
     /// Decapsulated it: the target is local and the kernel routes it to `device`.
     Deliver {
-        /// The interface the kernel routes the target to (a pod's veth, the TUN, ...).
+        /// The interface the packet leaves by (a pod's veth, the TUN, ...).
         device: String,
         /// Whether that interface is up.
         up: bool,
+        /// The bridge `device` is a port of, when the kernel routes the target to a bridge.
+        bridge: Option<String>,
     },
     /// Dropped it.
     Drop(Cause),
@@ -186,16 +191,21 @@ impl Report {
     ///
     /// A device name longer than [`MAX_DEVICE_LEN`] or that is no interface name is refused.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, TraceError> {
-        let device = match &self.action {
-            Action::Deliver { device, .. } => {
+        let (device, bridge): (&[u8], Option<&[u8]>) = match &self.action {
+            Action::Deliver { device, bridge, .. } => {
                 if !valid_device(device.as_bytes()) {
                     return Err(TraceError::Invalid("device"));
                 }
-                device.as_bytes()
+                let bridge = bridge.as_deref().map(str::as_bytes);
+                if bridge.is_some_and(|b| !valid_device(b)) {
+                    return Err(TraceError::Invalid("bridge"));
+                }
+                (device.as_bytes(), bridge)
             }
-            _ => &[],
+            _ => (&[], None),
         };
-        let len = REPORT_FIXED_LEN + device.len();
+        let fixed = REPORT_FIXED_LEN + device.len();
+        let len = fixed + bridge.map_or(0, |b| 1 + b.len());
         let b = buf.get_mut(..len).ok_or(TraceError::BufferTooSmall)?;
         b.fill(0);
         b[0..8].copy_from_slice(&self.nonce.to_be_bytes());
@@ -228,7 +238,11 @@ impl Report {
             }
         }
         b[39] = device.len() as u8;
-        b[REPORT_FIXED_LEN..].copy_from_slice(device);
+        b[REPORT_FIXED_LEN..fixed].copy_from_slice(device);
+        if let Some(bridge) = bridge {
+            b[fixed] = bridge.len() as u8;
+            b[fixed + 1..].copy_from_slice(bridge);
+        }
         Ok(len)
     }
 
@@ -264,10 +278,23 @@ impl Report {
                 if !valid_device(name) {
                     return Err(TraceError::Invalid("device"));
                 }
+                let at = REPORT_FIXED_LEN + n;
+                let bridge = match buf.get(at).map(|l| usize::from(*l)) {
+                    None | Some(0) => None,
+                    Some(l) => {
+                        let bridge = buf
+                            .get(at + 1..at + 1 + l)
+                            .ok_or(TraceError::Truncated(buf.len()))?;
+                        if !valid_device(bridge) {
+                            return Err(TraceError::Invalid("bridge"));
+                        }
+                        Some(ascii(bridge))
+                    }
+                };
                 Action::Deliver {
-                    // Cannot fail: valid_device accepts printable ASCII only.
-                    device: String::from_utf8_lossy(name).into_owned(),
+                    device: ascii(name),
                     up: b[10] & FLAG_UP != 0,
+                    bridge,
                 }
             }
             DROP => Action::Drop(Cause::from_u8(b[11]).ok_or(TraceError::Invalid("cause"))?),
@@ -284,6 +311,11 @@ fn valid_device(name: &[u8]) -> bool {
         && name
             .iter()
             .all(|c| c.is_ascii_graphic() && *c != b'/' && *c != b':')
+}
+
+/// A validated name (printable ASCII, so the conversion is lossless).
+fn ascii(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
 }
 
 fn u64_at(b: &[u8]) -> u64 {
@@ -376,12 +408,39 @@ mod tests {
             action: Action::Deliver {
                 device: "eth0".into(),
                 up: true,
+                bridge: None,
             },
         };
         assert_eq!(Report::parse(&deliver), Ok(report.clone()));
         let mut buf = [0xffu8; MAX_REPORT_LEN];
         assert_eq!(report.emit(&mut buf), Ok(deliver.len()));
         assert_eq!(buf[..deliver.len()], deliver);
+
+        let mut bridged = [0u8; REPORT_FIXED_LEN + 4 + 1 + 3];
+        bridged[..deliver.len()].copy_from_slice(&deliver);
+        bridged[REPORT_FIXED_LEN + 4..].copy_from_slice(b"\x03br0");
+        let report = Report {
+            action: Action::Deliver {
+                device: "eth0".into(),
+                up: true,
+                bridge: Some("br0".into()),
+            },
+            ..report
+        };
+        assert_eq!(Report::parse(&bridged), Ok(report.clone()));
+        assert_eq!(report.emit(&mut buf), Ok(bridged.len()));
+        assert_eq!(buf[..bridged.len()], bridged);
+        // A zero bridge length is no bridge; a bridge name past the end is truncated.
+        let mut zero = bridged;
+        zero[REPORT_FIXED_LEN + 4] = 0;
+        assert!(matches!(
+            Report::parse(&zero).map(|r| r.action),
+            Ok(Action::Deliver { bridge: None, .. })
+        ));
+        assert_eq!(
+            Report::parse(&bridged[..bridged.len() - 1]),
+            Err(TraceError::Truncated(bridged.len() - 1))
+        );
 
         let mut dropped = [0u8; REPORT_FIXED_LEN];
         dropped[8] = 3;
@@ -448,6 +507,7 @@ mod tests {
             action: Action::Deliver {
                 device: "much-too-long-name".into(),
                 up: true,
+                bridge: None,
             },
         };
         assert_eq!(bad.emit(&mut [0u8; 64]), Err(TraceError::Invalid("device")));
@@ -479,7 +539,7 @@ mod tests {
             let ip = if v6 { IpAddr::V6(Ipv6Addr::from(next as u128)) } else { IpAddr::V4(Ipv4Addr::from(next as u32)) };
             let action = match which {
                 0 => Action::Relay { next: PeerId(next), addr: SocketAddr::new(ip, port) },
-                1 => Action::Deliver { device: "veth-abc".into(), up },
+                1 => Action::Deliver { device: "veth-abc".into(), up, bridge: v6.then(|| "ovlbr0".to_owned()) },
                 _ => Action::Drop(Cause::Unreachable),
             };
             let r = Report { nonce, hop, action };

@@ -71,6 +71,10 @@ pub struct TraceHop {
     /// Whether `device` is up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_up: Option<bool>,
+    /// Destination node: the bridge the kernel routes the address to, when `device` is the
+    /// port of it the destination's MAC address is behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
     /// Origin: the node owning the destination (the probe's overlay destination).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
@@ -99,6 +103,7 @@ impl TraceHop {
             route: None,
             device: None,
             device_up: None,
+            bridge: None,
             to: None,
             via: None,
             underlay: None,

@@ -95,7 +95,10 @@ fn describe(h: &TraceHop) -> String {
             device(h)
         ),
         HopAction::Relay => format!("relay → {}", next(h)),
-        HopAction::Deliver => format!("decapsulate → deliver to {}", device(h)),
+        HopAction::Deliver => match &h.bridge {
+            Some(b) => format!("decapsulate → bridge {b} → deliver to {}", device(h)),
+            None => format!("decapsulate → deliver to {}", device(h)),
+        },
         HopAction::Drop if h.hop == 0 => format!("{} → dropped: {reason}", route(h)),
         HopAction::Drop => format!("dropped: {reason}"),
         HopAction::NoAnswer => "* no answer".to_owned(),
@@ -137,6 +140,7 @@ mod tests {
                 TraceHop {
                     device: Some("veth-abc".into()),
                     device_up: Some(true),
+                    bridge: Some("ovlbr0".into()),
                     rtt_ms: Some(0.73),
                     ..hop(2, "node2", HopAction::Deliver)
                 },
@@ -147,7 +151,7 @@ mod tests {
             "trace to 10.32.2.5 (pod on node2), 3 hops\n\
              \x200  node0   route 10.32.0.0/12 dev ovl0 → encapsulate to node2 via node1 (10.99.0.2:6783)   0.00 ms\n\
              \x201  node1   relay → node2 (10.99.0.3:6783)   0.41 ms\n\
-             \x202  node2   decapsulate → deliver to veth-abc (up)   0.73 ms\n\
+             \x202  node2   decapsulate → bridge ovlbr0 → deliver to veth-abc (up)   0.73 ms\n\
              delivered\n"
         );
     }

@@ -279,6 +279,7 @@ mod tests {
             action: Action::Deliver {
                 device: "veth1".into(),
                 up: true,
+                bridge: None,
             },
         };
         let mut d = report_datagram(B.id(), A.id(), &report).expect("encodes");
