@@ -65,7 +65,7 @@ fn underlay(c: &Cluster, from: usize, node: usize) -> String {
         .to_owned()
 }
 
-fn hop<'a>(t: &'a Value, i: usize) -> &'a Value {
+fn hop(t: &Value, i: usize) -> &Value {
     &t["hops"][i]
 }
 
