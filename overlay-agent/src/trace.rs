@@ -438,9 +438,6 @@ pub async fn api(
     control: &ControlHandle,
     request: TraceRequest,
 ) -> Result<TraceResult, (u16, String)> {
-    let Some(tracer) = tracer else {
-        return Err((503, "tracing is not available (no data path)".into()));
-    };
     let timeout_ms = request.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err((
@@ -448,6 +445,9 @@ pub async fn api(
             format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"),
         ));
     }
+    let Some(tracer) = tracer else {
+        return Err((503, "tracing is not available (no data path)".into()));
+    };
     let Some(status) = control.status(STATUS_WAIT).await else {
         return Err((503, "the control plane did not answer".into()));
     };

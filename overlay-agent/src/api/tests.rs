@@ -131,6 +131,28 @@ async fn status_is_the_drivers_snapshot_as_json() {
 }
 
 #[tokio::test]
+async fn trace_checks_its_request_and_needs_a_data_path() {
+    let s = start(true).await;
+    let url = || format!("{}/trace", s.base);
+    for bad in [
+        "{}",
+        r#"{"destination":"10.32.1"}"#,
+        r#"{"destination":"10.32.1.5","timeout_ms":0}"#,
+        r#"{"destination":"10.32.1.5","timeout_ms":3600000}"#,
+    ] {
+        let (code, body) = call("POST", url(), Some(bad)).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(json_of(&body)["error"].is_string(), "{body}");
+    }
+    // No tracer in this API (no data path): 503 with a reason.
+    let (code, body) = call("POST", url(), Some(r#"{"destination":"10.32.1.5"}"#)).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(json_of(&body)["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("trac")));
+}
+
+#[tokio::test]
 async fn status_without_a_driver_is_503() {
     let s = start(false).await;
     let (code, body) = call("GET", format!("{}/status", s.base), None).await;
