@@ -11,6 +11,10 @@ use std::net::Ipv4Addr;
 use std::process::Output;
 use std::time::Duration;
 
+/// How long a trace waits for reports: generous for a busy machine (a complete trace returns
+/// as soon as every hop answered).
+const TIMEOUT_MS: &str = "8000";
+
 /// Runs `overlay-agent trace <dst> [args]` inside node `node` (against its local agent).
 fn trace_cli(c: &Cluster, node: usize, dst: Ipv4Addr, args: &[&str]) -> Output {
     c.node(node)
@@ -24,7 +28,7 @@ fn trace_cli(c: &Cluster, node: usize, dst: Ipv4Addr, args: &[&str]) -> Output {
 
 /// The JSON trace from node `node` to `dst`, with the exit code.
 fn trace_json(c: &Cluster, node: usize, dst: Ipv4Addr) -> (Value, Option<i32>) {
-    let out = trace_cli(c, node, dst, &["--json"]);
+    let out = trace_cli(c, node, dst, &["--json", "--timeout-ms", TIMEOUT_MS]);
     let text = String::from_utf8_lossy(&out.stdout);
     let json = serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
@@ -38,7 +42,7 @@ fn trace_json(c: &Cluster, node: usize, dst: Ipv4Addr) -> (Value, Option<i32>) {
 
 /// The text trace, printed for the test log (and the README).
 fn show_trace(c: &Cluster, node: usize, dst: Ipv4Addr) -> String {
-    let out = trace_cli(c, node, dst, &[]);
+    let out = trace_cli(c, node, dst, &["--timeout-ms", TIMEOUT_MS]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("$ overlay-agent trace {dst}   # on node{node}\n{text}");
     text
@@ -97,6 +101,10 @@ fn trace_shows_direct_relayed_and_dropped_paths() {
     // Traffic between the pods: node2's neighbour table then knows the pod's MAC address,
     // so its bridge port (the veth) can be named.
     transfer(&c, 0, pod, 1);
+
+    // Seeds are chained (node0 - node1 - node2): wait for the direct connection.
+    wait_route(&c, 0, 2, "node2");
+    wait_route(&c, 2, 0, "node0");
 
     // (a) Direct: node0 encapsulates to node2, which delivers to the pod's veth.
     let (t, code) = trace_json(&c, 0, pod_ip);
