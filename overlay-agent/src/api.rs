@@ -13,6 +13,7 @@
 //! | `GET /ipam/allocations/{container_id}/{ifname}` | 200 [`Allocation`], 404 when none |
 //! | `DELETE /ipam/allocations/{container_id}/{ifname}` | 204 whether or not one was held |
 //! | `GET /ipam/allocations` | 200 [`AllocationList`] (every address held, for CNI GC) |
+//! | `POST /trace` | 200 [`TraceResult`](crate::trace::TraceResult) for a [`TraceRequest`](crate::trace::TraceRequest) |
 //!
 //! Status answers are JSON, or with `?format=text` the text `overlay-agent status` prints.
 //! IPAM calls answer 503 while the node has no block, 400 for a malformed request, 507 when
@@ -57,6 +58,8 @@ pub struct ApiState {
     pub cluster: Ipv4Net,
     /// The overlay MTU (in allocations).
     pub mtu: u32,
+    /// Runs `POST /trace` (none: the endpoint answers 503).
+    pub trace: Option<crate::trace::Tracer>,
 }
 
 /// The API's routes.
@@ -68,6 +71,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/status/{view}", get(views::view))
         .route("/connect", post(views::connect))
         .route("/forget", post(views::forget))
+        .route("/trace", post(trace))
         .route("/ipam/allocations", post(allocate).get(list))
         .route(
             "/ipam/allocations/{container_id}/{ifname}",
@@ -123,6 +127,22 @@ async fn readyz(State(s): State<ApiState>) -> (StatusCode, &'static str) {
             "not ready: no subnet claimed or data path not configured yet\n",
         )
     }
+}
+
+async fn trace(
+    State(s): State<ApiState>,
+    body: Result<Json<crate::trace::TraceRequest>, JsonRejection>,
+) -> Result<Json<crate::trace::TraceResult>, Failure> {
+    let Json(req) = body.map_err(|e| Failure(StatusCode::BAD_REQUEST, e.body_text()))?;
+    crate::trace::api(s.trace.as_ref(), &s.control, req)
+        .await
+        .map(Json)
+        .map_err(|(code, msg)| {
+            Failure(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                msg,
+            )
+        })
 }
 
 async fn not_found() -> Failure {

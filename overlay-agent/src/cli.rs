@@ -1,6 +1,7 @@
 //! The `overlay-agent` command line: `run` (the daemon), `status` (for a person),
-//! `connect`/`forget` (dial targets of a running agent) and `reset` (remove what the agent
-//! keeps across restarts, see [`crate::reset`]).
+//! `connect`/`forget` (dial targets of a running agent), `reset` (remove what the agent
+//! keeps across restarts, see [`crate::reset`]) and `trace` (life of a packet, see
+//! [`crate::trace`]).
 
 use crate::config::{Config, LogFormat, RunArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -40,6 +41,8 @@ enum Cmd {
     Forget(TargetArgs),
     /// Remove the TUN device and state an agent keeps across restarts (run it with the agent stopped)
     Reset(crate::reset::ResetArgs),
+    /// Send a probe through the overlay and print every hop it takes (life of a packet)
+    Trace(crate::trace::TraceArgs),
 }
 
 /// Where the local agent's API is.
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
             print_outcome(post_target(&args, "forget").map(|a| format!("no longer dialing {a}\n")))
         }
         Cmd::Reset(args) => reset(&args),
+        Cmd::Trace(args) => crate::trace::cli::command(&args),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The overlay agent: control plane (tokio), data path (dedicated threads), local API, CLI.
 //!
 //! # Layout
-//! - [`cli`]: command-line entry (`run`, `status`, `connect`, `forget`, `reset`).
+//! - [`cli`]: command-line entry (`run`, `status`, `connect`, `forget`, `reset`, `trace`).
 //! - [`reset`]: `overlay-agent reset`, removing the persistent TUN device and state.
 //! - [`config`]: flags > env > TOML file, validated.
 //! - [`run`]: wires the pieces together and shuts them down.
@@ -9,6 +9,7 @@
 //! - [`api`]: the local HTTP API (health, status, IPAM for the CNI plugin).
 //! - [`status`]: status JSON and its text view.
 //! - [`metrics`]: Prometheus metrics on `--metrics`.
+//! - [`trace`]: life of a packet (`overlay-agent trace`, `POST /trace`).
 //! - [`ipam_store`]: pod address allocations, persisted.
 //! - [`state`]: the state directory.
 //! - [`datapath`]: TUN and UDP threads moving packets.
@@ -32,3 +33,4 @@ pub mod reset;
 pub mod run;
 pub mod state;
 pub mod status;
+pub mod trace;

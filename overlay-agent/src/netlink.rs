@@ -242,6 +242,171 @@ async fn remove_stale_routes(
     Ok(())
 }
 
+/// What the kernel does with packets to one address (`ip route get fibmatch ADDR` and the
+/// state of the device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRoute {
+    /// The matching route's destination prefix.
+    pub prefix: Ipv4Net,
+    /// A local route: the address is this host's own (`prefix` is then the address itself).
+    pub local: bool,
+    /// The route's gateway, if it has one.
+    pub gateway: Option<Ipv4Addr>,
+    /// The output device (none for multipath routes).
+    pub device: Option<String>,
+    /// The device is administratively up and running (carrier on).
+    pub device_up: bool,
+}
+
+/// A bridge port the kernel would hand a packet to: the port of the bridge's forwarding
+/// database entry for the MAC address its neighbour table holds for the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgePort {
+    /// The port's name (e.g. a pod's host-side veth).
+    pub name: String,
+    /// The port is up and running.
+    pub up: bool,
+}
+
+/// The route the kernel (of the calling thread's namespace) uses towards `dst`: the matching
+/// FIB entry (`RTM_GETROUTE` with `RTM_F_FIB_MATCH`), and its device's name and state.
+/// Unreachable, blackhole and prohibit routes count as no route (an error).
+pub async fn route_to(dst: Ipv4Addr) -> Result<KernelRoute, NetlinkError> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteType};
+    with_handle(|handle| async move {
+        let what = || format!("looking up the kernel route to {dst}");
+        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, 32)
+            .build();
+        msg.header.flags = RouteFlags::FibMatch;
+        let route = handle
+            .route()
+            .get(msg)
+            .execute()
+            .try_next()
+            .await
+            .map_err(request(what))?
+            .ok_or_else(|| NetlinkError::Request {
+                what: what(),
+                error: io::Error::other("no answer"),
+            })?;
+        let kind = route.header.kind;
+        if !matches!(kind, RouteType::Unicast | RouteType::Local) {
+            return Err(NetlinkError::Request {
+                what: what(),
+                error: io::Error::other(format!("the route is of type {kind:?}")),
+            });
+        }
+        let mut prefix_addr = Ipv4Addr::UNSPECIFIED;
+        let mut gateway = None;
+        let mut oif = None;
+        for a in &route.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(v4)) => prefix_addr = *v4,
+                RouteAttribute::Gateway(RouteAddress::Inet(v4)) => gateway = Some(*v4),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        let prefix = Ipv4Net::new(prefix_addr, route.header.destination_prefix_length)
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| Ipv4Net::from(dst));
+        let (mut device, mut device_up) = (None, false);
+        if let Some(index) = oif {
+            if let Some(link) = link_state(&handle, index).await? {
+                (device, device_up) = (Some(link.0), link.1);
+            }
+        }
+        Ok(KernelRoute {
+            prefix,
+            local: kind == RouteType::Local,
+            gateway,
+            device,
+            device_up,
+        })
+    })
+    .await
+}
+
+/// Name and state (up and running) of interface `index`, if it exists.
+async fn link_state(handle: &Handle, index: u32) -> Result<Option<(String, bool)>, NetlinkError> {
+    use rtnetlink::packet_route::link::LinkFlags;
+    let mut links = handle.link().get().match_index(index).execute();
+    let link = match links.try_next().await {
+        Ok(Some(link)) => link,
+        Ok(None) => return Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => return Ok(None),
+        Err(e) => return Err(request(|| format!("looking up interface index {index}"))(e)),
+    };
+    let up =
+        link.header.flags.contains(LinkFlags::Up) && link.header.flags.contains(LinkFlags::Running);
+    Ok(link
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+        .map(|name| (name, up)))
+}
+
+/// If interface `bridge` is a bridge that knows where `dst` is: the port its forwarding
+/// database sends the MAC address of `dst` (from the neighbour table) to. `None` when the
+/// neighbour is not resolved (yet), or the device is no bridge.
+pub async fn bridge_port(bridge: &str, dst: Ipv4Addr) -> Result<Option<BridgePort>, NetlinkError> {
+    use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+    with_handle(|handle| async move {
+        let index = link_index(&handle, bridge).await?;
+        let neighbours: Vec<_> = handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request(|| format!("listing the neighbours on {bridge}")))?;
+        let mac = neighbours
+            .iter()
+            .filter(|n| n.header.ifindex == index)
+            .filter(|n| {
+                n.attributes.iter().any(|a| {
+                    matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) if *v4 == dst)
+                })
+            })
+            .find_map(|n| {
+                n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(mac) if mac.len() == 6 => Some(mac.clone()),
+                    _ => None,
+                })
+            });
+        let Some(mac) = mac else { return Ok(None) };
+        let fdb: Vec<_> = handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request(|| format!("listing the forwarding database of {bridge}")))?;
+        let port = fdb.iter().find_map(|n| {
+            let on_bridge = n
+                .attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::Controller(m) if *m == index));
+            let same_mac = n
+                .attributes
+                .iter()
+                .any(|a| matches!(a, NeighbourAttribute::LinkLayerAddress(m) if *m == mac));
+            (on_bridge && same_mac && n.header.ifindex != index).then_some(n.header.ifindex)
+        });
+        let Some(port) = port else { return Ok(None) };
+        Ok(link_state(&handle, port)
+            .await?
+            .map(|(name, up)| BridgePort { name, up }))
+    })
+    .await
+}
+
 /// Runs `work` with a fresh connection, driving the connection alongside it.
 async fn with_handle<T, F, Fut>(work: F) -> Result<T, NetlinkError>
 where

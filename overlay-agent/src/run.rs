@@ -112,6 +112,7 @@ async fn run_overlay(
                 config.iface, config.listen
             )
         })?;
+    let tracer = datapath.take_trace_port().map(crate::trace::Tracer::start);
     let host = Arc::new(SystemHost::new(
         datapath,
         config.iface.clone(),
@@ -132,6 +133,7 @@ async fn run_overlay(
             advertise,
             mtu,
             k8s,
+            tracer,
         },
         stop,
     )
@@ -161,6 +163,7 @@ struct Started {
     advertise: SocketAddr,
     mtu: u32,
     k8s: Option<Session>,
+    tracer: Option<crate::trace::Tracer>,
 }
 
 /// The steps after the data path started: TUN address, listener, API, node, driver.
@@ -201,6 +204,7 @@ async fn serve(
         ready: ready.clone(),
         cluster: config.cluster,
         mtu: s.mtu,
+        trace: s.tracer,
     };
     let api_task = tokio::spawn(api::serve(api_listener, api_state, async {
         let _ = api_stopped.await;

@@ -13,7 +13,8 @@
 //! +  destination peer id (u64)    +
 //! |                               |
 //! +-------------------------------+
-//! | payload (kind Ip: one IPv4 or IPv6 packet) ...
+//! | payload (kind Ip: one IPv4 or IPv6 packet; kinds TraceProbe and
+//! |          TraceReport: see [`crate::trace`]) ...
 //! ```
 //! All integers are big-endian. `version` is [`VERSION`]; a receiver drops other versions.
 //! `hops` is the remaining hop limit: the sender sets [`DEFAULT_HOP_LIMIT`], every relay
@@ -55,12 +56,19 @@ mod field {
 pub enum Kind {
     /// One IP packet from a pod or node, to be written to the destination's TUN.
     Ip = 1,
+    /// A trace probe ([`crate::trace::Probe`]): relayed like [`Kind::Ip`] towards `dst`;
+    /// every agent it reaches reports back to `src`.
+    TraceProbe = 2,
+    /// A trace report ([`crate::trace::Report`]) for the origin of a probe, `dst`.
+    TraceReport = 3,
 }
 
 impl Kind {
     fn from_u8(v: u8) -> Option<Kind> {
         match v {
             1 => Some(Kind::Ip),
+            2 => Some(Kind::TraceProbe),
+            3 => Some(Kind::TraceReport),
             _ => None,
         }
     }
@@ -205,6 +213,8 @@ mod tests {
         let mut b = FIXTURE;
         b[1] = 0;
         assert_eq!(Header::parse(&b), Err(HeaderError::UnknownKind(0)));
+        b[1] = 4;
+        assert_eq!(Header::parse(&b), Err(HeaderError::UnknownKind(4)));
         assert_eq!(fixture_header().emit(&mut [0u8; HEADER_LEN - 1]), None);
     }
 
@@ -214,6 +224,23 @@ mod tests {
         Header::set_hop_limit(&mut b, 3).expect("long enough");
         assert_eq!(Header::parse(&b).map(|h| h.hop_limit), Ok(3));
         assert_eq!(Header::set_hop_limit(&mut [0u8; 3], 1), None);
+    }
+
+    #[test]
+    fn trace_kinds_have_their_own_numbers() {
+        for (byte, kind) in [(2u8, Kind::TraceProbe), (3, Kind::TraceReport)] {
+            let mut b = FIXTURE;
+            b[1] = byte;
+            assert_eq!(Header::parse(&b).map(|h| h.kind), Ok(kind));
+            let mut out = [0u8; HEADER_LEN];
+            Header {
+                kind,
+                ..fixture_header()
+            }
+            .emit(&mut out)
+            .expect("room");
+            assert_eq!(out[1], byte);
+        }
     }
 
     proptest! {

@@ -15,6 +15,7 @@
 //! - [`vnet`], [`segment`], [`coalesce`]: the fast path's TUN offload header, splitting of
 //!   super-packets into datagrams for UDP GSO, and coalescing of received segments;
 //!   [`checksum`]: the internet checksum they fix up.
+//! - [`trace`]: payloads of the trace probes and reports (`overlay-agent trace`).
 //! - [`node`]: the control-plane state machine of one agent.
 //! - [`api`]: JSON bodies of the agent's local IPAM API (used by the CNI plugin).
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ mod rng;
 pub mod routing;
 pub mod segment;
 pub mod topology;
+pub mod trace;
 pub mod vnet;
 
 pub use peer::{PeerId, PeerName};

@@ -60,6 +60,7 @@ async fn start(driver: bool) -> Server {
         ready: ready.clone(),
         cluster: "10.32.0.0/12".parse().expect("cidr"),
         mtu: 1418,
+        trace: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -136,6 +137,28 @@ async fn status_is_the_drivers_snapshot_as_json() {
     assert_eq!(v["address"], "10.32.3.1");
     assert_eq!(v["peers"][0]["hops"], 0);
     assert_eq!(v["peers"][0]["next_hop"], Value::Null);
+}
+
+#[tokio::test]
+async fn trace_checks_its_request_and_needs_a_data_path() {
+    let s = start(true).await;
+    let url = || format!("{}/trace", s.base);
+    for bad in [
+        "{}",
+        r#"{"destination":"10.32.1"}"#,
+        r#"{"destination":"10.32.1.5","timeout_ms":0}"#,
+        r#"{"destination":"10.32.1.5","timeout_ms":3600000}"#,
+    ] {
+        let (code, body) = call("POST", url(), Some(bad)).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(json_of(&body)["error"].is_string(), "{body}");
+    }
+    // No tracer in this API (no data path): 503 with a reason.
+    let (code, body) = call("POST", url(), Some(r#"{"destination":"10.32.1.5"}"#)).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(json_of(&body)["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("trac")));
 }
 
 #[tokio::test]

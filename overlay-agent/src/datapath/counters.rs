@@ -41,6 +41,10 @@ pub struct CountersSnapshot {
     pub peers: Vec<PeerCounters>,
     /// Drops by reason.
     pub drops: DropCounters,
+    /// Trace datagrams (probes and reports) received and handed to the trace task.
+    pub trace_datagrams: u64,
+    /// Of those, dropped because the trace queue was full.
+    pub trace_dropped: u64,
 }
 
 /// Traffic with one peer (inner packets and bytes, counted like the totals).

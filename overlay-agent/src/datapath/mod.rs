@@ -59,12 +59,14 @@
 //! - `rx`: UDP → TUN or relay (`decap` and its thread).
 //! - `counters`, `peers`: per-thread counters, per-peer tables and their sum.
 //! - `offloads`: the switches and what is in use.
+//! - `trace_port`: the cold branch handing trace datagrams to [`crate::trace`].
 
 mod counters;
 mod offloads;
 mod packet;
 mod peers;
 mod rx;
+mod trace_port;
 mod tun;
 mod tx;
 mod udp;
@@ -72,6 +74,7 @@ mod wake;
 
 pub use counters::{CountersSnapshot, DropCounters, PeerCounters};
 pub use offloads::{Disabled, Offloads, UnknownSwitch, DISABLE_ENV};
+pub use trace_port::{TracePort, TraceSender};
 
 use arc_swap::ArcSwap;
 use counters::{Counters, Direction};
@@ -80,8 +83,9 @@ use overlay_proto::forwarding::ForwardingTable;
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use trace_port::TraceQueue;
 use wake::Shutdown;
 
 /// What the data path needs to start.
@@ -124,6 +128,9 @@ pub struct Datapath {
     /// Offloads in use at start (`udp_gso` is read live from `udp`).
     offloads: Offloads,
     udp: Arc<udp::Udp>,
+    /// Trace datagrams from the rx thread (counts), and the port until it is taken.
+    trace: Arc<TraceQueue>,
+    trace_port: Mutex<Option<TracePort>>,
 }
 
 /// Why the data path could not start.
@@ -263,7 +270,16 @@ impl Datapath {
             Arc::new(Counters::new(Direction::Tx)),
             Arc::new(Counters::new(Direction::Rx)),
         ];
+        let (trace, trace_rx) = TraceQueue::new();
+        let trace = Arc::new(trace);
+        let trace_port = TracePort {
+            udp: udp.clone(),
+            table: table.clone(),
+            rx: trace_rx,
+        };
         let mut datapath = Datapath {
+            trace: trace.clone(),
+            trace_port: Mutex::new(Some(trace_port)),
             table: table.clone(),
             counters: counters.clone(),
             shutdown: shutdown.clone(),
@@ -287,6 +303,7 @@ impl Datapath {
             counters: counters[1].clone(),
             shutdown,
             coalesce,
+            trace,
         };
         // On error `datapath` is dropped, which stops the thread already started.
         datapath.spawn("overlay-tx", move || tx.run())?;
@@ -336,7 +353,18 @@ impl Datapath {
         for c in &self.counters {
             c.add_to(&mut sum);
         }
+        (sum.trace_datagrams, sum.trace_dropped) = self.trace.counts();
         sum
+    }
+
+    /// The trace datagrams received and the means to answer them, for [`crate::trace`];
+    /// `None` after the first call. Until it is taken (or once it is dropped) trace datagrams
+    /// are counted as dropped.
+    pub fn take_trace_port(&self) -> Option<TracePort> {
+        self.trace_port
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The offloads in use (what was asked for, as far as the kernel accepted it).

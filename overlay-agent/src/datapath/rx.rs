@@ -9,6 +9,7 @@
 
 use super::counters::{Counters, DropReason};
 use super::packet;
+use super::trace_port::{TraceQueue, MAX_TRACE_DATAGRAM};
 use super::tun::Tun;
 use super::udp::{Batch, Outcome, Udp};
 use super::wake::{Shutdown, Wait, READABLE};
@@ -16,7 +17,7 @@ use super::{FirstError, ERROR_BACKOFF_MS, MAX_DATAGRAM};
 use arc_swap::{ArcSwap, Cache};
 use overlay_proto::coalesce::{CoalesceConfig, Coalescer};
 use overlay_proto::forwarding::ForwardingTable;
-use overlay_proto::header::{Header, HeaderError, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use overlay_proto::header::{Header, HeaderError, Kind, FLAG_CSUM_PARTIAL, HEADER_LEN};
 use overlay_proto::peer::PeerId;
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 use std::io::{self, ErrorKind};
@@ -42,6 +43,8 @@ pub(crate) enum RxVerdict {
         /// The next hop's underlay address.
         to: SocketAddr,
     },
+    /// A trace datagram (probe or report): hand it to the trace task.
+    Trace,
     /// Drop it, counting it under this reason.
     Drop(DropReason),
 }
@@ -59,7 +62,9 @@ pub(crate) fn decap(table: &ForwardingTable, from: &SocketAddr, datagram: &mut [
 
 /// Decides the fate of `datagram` from an accepted sender.
 ///
-/// In order: the header must parse (`Malformed`, `BadVersion`, `BadKind`). For another peer:
+/// In order: the header must parse (`Malformed`, `BadVersion`, `BadKind`). A trace datagram
+/// (any kind but Ip) of at most [`MAX_TRACE_DATAGRAM`] bytes goes to the trace task, which
+/// relays or answers it (longer ones are `Malformed`). For another peer:
 /// the hop limit must allow one more hop (`HopLimit`) and the destination must be reachable
 /// (`NoRoute`). For this node: the payload must be a well-formed IPv4 packet (`Malformed`;
 /// IPv6 is `Unsupported`), its source inside the originating peer's block (`Spoofed`), its
@@ -73,6 +78,9 @@ pub(crate) fn decap_datagram(table: &ForwardingTable, datagram: &mut [u8]) -> Rx
         Err(HeaderError::UnknownVersion(_)) => return RxVerdict::Drop(DropReason::BadVersion),
         Err(HeaderError::UnknownKind(_)) => return RxVerdict::Drop(DropReason::BadKind),
     };
+    if header.kind != Kind::Ip {
+        return trace_verdict(datagram.len());
+    }
     if header.dst != table.me() {
         if header.hop_limit <= 1 {
             return RxVerdict::Drop(DropReason::HopLimit);
@@ -110,6 +118,17 @@ pub(crate) fn decap_datagram(table: &ForwardingTable, datagram: &mut [u8]) -> Rx
     }
 }
 
+/// Out of line: the Ip path only pays the kind comparison.
+#[cold]
+#[inline(never)]
+fn trace_verdict(len: usize) -> RxVerdict {
+    if len <= MAX_TRACE_DATAGRAM {
+        RxVerdict::Trace
+    } else {
+        RxVerdict::Drop(DropReason::Malformed)
+    }
+}
+
 /// The virtio header of a single (not coalesced) packet written to the TUN.
 #[inline]
 pub(crate) fn single_vnet_hdr(partial: Option<(u16, u16)>) -> VnetHdr {
@@ -134,6 +153,8 @@ pub(crate) struct RxThread {
     pub(crate) shutdown: Arc<Shutdown>,
     /// What to coalesce (nothing: one TUN write per packet).
     pub(crate) coalesce: CoalesceConfig,
+    /// Where trace datagrams go.
+    pub(crate) trace: Arc<TraceQueue>,
 }
 
 /// Writes frames to the TUN, counting them for the batch.
@@ -372,6 +393,7 @@ impl RxThread {
                         writer.write(&buf[packet]);
                     }
                 }
+                RxVerdict::Trace => self.trace.offer(&buf[off..end]),
                 RxVerdict::Drop(reason) => self.counters.dropped(reason),
             }
             if end == len {
@@ -584,6 +606,34 @@ mod tests {
             datagram(Header::ip(A.id(), unknown), &good),
             DropReason::NoRoute,
         );
+    }
+
+    #[test]
+    fn trace_datagrams_take_the_trace_branch_whoever_they_are_for() {
+        let table = table_of(C, true);
+        for kind in [Kind::TraceProbe, Kind::TraceReport] {
+            for dst in [B.id(), C.id(), overlay_proto::peer::PeerId(42)] {
+                let h = Header {
+                    kind,
+                    hop_limit: 1,
+                    ..Header::ip(A.id(), dst)
+                };
+                let mut d = datagram(h, &[0u8; 16]);
+                let before = d.clone();
+                assert_eq!(decap(&table, &A.underlay(), &mut d), RxVerdict::Trace);
+                assert_eq!(d, before, "left for the trace task as received");
+                let mut big = datagram(h, &[0u8; MAX_TRACE_DATAGRAM]);
+                assert_eq!(
+                    decap(&table, &A.underlay(), &mut big),
+                    RxVerdict::Drop(DropReason::Malformed)
+                );
+                // Only from peers.
+                assert_eq!(
+                    decap(&table, &"10.99.0.9:6783".parse().expect("addr"), &mut d),
+                    RxVerdict::Drop(DropReason::NotPeer)
+                );
+            }
+        }
     }
 
     #[test]

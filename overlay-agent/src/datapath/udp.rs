@@ -239,7 +239,6 @@ impl Udp {
     }
 
     /// Sends one datagram to `to` (non-blocking).
-    #[cfg(test)]
     pub(crate) fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
         let to = match to {
             SocketAddr::V4(v4) if self.v6 => {
