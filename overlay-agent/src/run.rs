@@ -210,8 +210,10 @@ async fn serve(
         let _ = api_stopped.await;
     }));
     info!(api = %config.api, "API listening");
+    // Helper tasks that run as long as the control plane; stopped with it.
+    let mut helpers = Vec::new();
     if let Some(k8s) = s.k8s {
-        k8s.spawn(control.clone(), ready.clone());
+        helpers.push(k8s.spawn(control.clone(), ready.clone()));
     }
 
     let node = Node::new(
@@ -242,9 +244,13 @@ async fn serve(
         listener,
         commands,
     });
-    retry_unresolved(s.unresolved, control);
+    helpers.extend(retry_unresolved(s.unresolved, control));
     info!(listen = %config.listen, "control plane running");
     let driver_result = tokio::spawn(driver.run(stop)).await;
+
+    for task in &helpers {
+        task.abort();
+    }
 
     let _ = api_stop.send(());
     metrics.stop(Duration::from_millis(500)).await;
@@ -291,12 +297,16 @@ async fn resolve_seeds(peers: &[PeerAddr]) -> (Vec<SocketAddr>, Vec<PeerAddr>) {
     (seeds, unresolved)
 }
 
-/// Keeps resolving seeds that did not resolve at start, and dials them once they do.
-fn retry_unresolved(mut pending: Vec<PeerAddr>, control: ControlHandle) {
+/// Keeps resolving seeds that did not resolve at start, and dials them once they do; the
+/// task, if any was needed.
+fn retry_unresolved(
+    mut pending: Vec<PeerAddr>,
+    control: ControlHandle,
+) -> Option<tokio::task::JoinHandle<()>> {
     if pending.is_empty() {
-        return;
+        return None;
     }
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut delay = Duration::from_secs(2);
         while !pending.is_empty() {
             tokio::time::sleep(delay).await;
@@ -315,7 +325,7 @@ fn retry_unresolved(mut pending: Vec<PeerAddr>, control: ControlHandle) {
             }
             pending = still;
         }
-    });
+    }))
 }
 
 /// The overlay MTU from the MTU of the interface holding `ip`.
