@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_root scripts/test.sh
-# nft: the agents masquerade pod egress; portmap: the CNI chaining tests.
-ensure_packages ip:iproute2 sysctl:procps nft:nftables /usr/lib/cni/portmap:containernetworking-plugins
+# ping: the fast-path size sweep; nft: the agents masquerade pod egress; portmap: the CNI
+# chaining tests.
+ensure_packages ip:iproute2 sysctl:procps ping:iputils-ping nft:nftables /usr/lib/cni/portmap:containernetworking-plugins
 # Root tests and the Docker test fail rather than skip here.
 export OVERLAY_REQUIRE_ROOT=1
 export OVERLAY_REQUIRE_DOCKER=1
