@@ -47,7 +47,7 @@ enum Cmd {
 
 /// Where the local agent's API is.
 #[derive(Debug, Args)]
-struct ApiArgs {
+pub(crate) struct ApiArgs {
     /// The agent's API address
     #[arg(
         long,
@@ -55,7 +55,7 @@ struct ApiArgs {
         default_value = "127.0.0.1:6784",
         value_name = "IP:PORT"
     )]
-    api: String,
+    pub(crate) api: String,
 }
 
 /// A part of the status.
@@ -222,7 +222,7 @@ fn post_target(args: &TargetArgs, action: &str) -> Result<std::net::SocketAddr, 
 }
 
 /// The answer of a request, or its error answer or transport failure as one line.
-fn answered(
+pub(crate) fn answered(
     api: &ApiArgs,
     sent: Result<ureq::Response, ureq::Error>,
 ) -> Result<ureq::Response, String> {
@@ -238,7 +238,8 @@ fn answered(
     }
 }
 
-fn unreachable(api: &ApiArgs, e: &dyn std::error::Error) -> String {
+/// "cannot reach the agent" with the innermost cause of `e`.
+pub(crate) fn unreachable(api: &ApiArgs, e: &dyn std::error::Error) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

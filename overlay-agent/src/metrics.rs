@@ -58,9 +58,7 @@ pub async fn serve(
     state: MetricsState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::api::serve_routes(listener, router(state), shutdown).await
 }
 
 /// A running metrics server; [`MetricsServer::stop`] ends it.

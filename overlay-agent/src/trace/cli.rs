@@ -6,8 +6,8 @@
 
 use super::model::{Outcome, TraceRequest, TraceResult, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 use super::render::render;
+use crate::cli::{answered, unreachable, ApiArgs};
 use clap::Args;
-use overlay_proto::api::ApiError;
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,14 +25,8 @@ pub struct TraceArgs {
     /// The overlay address to trace (a pod, or a node address)
     #[arg(value_name = "OVERLAY_IP")]
     destination: Ipv4Addr,
-    /// The agent's API address
-    #[arg(
-        long,
-        env = "OVERLAY_API",
-        default_value = "127.0.0.1:6784",
-        value_name = "IP:PORT"
-    )]
-    api: String,
+    #[command(flatten)]
+    api: ApiArgs,
     /// How long to wait for the hops' reports
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
@@ -65,39 +59,24 @@ pub fn command(args: &TraceArgs) -> ExitCode {
 }
 
 fn fetch(args: &TraceArgs) -> Result<(TraceResult, String), String> {
-    let url = format!("http://{}/trace", args.api);
+    let url = format!("http://{}/trace", args.api.api);
     let request = TraceRequest {
         destination: args.destination,
         timeout_ms: Some(args.timeout_ms),
     };
-    let unreachable = |e: &dyn std::error::Error| {
-        let mut cause = e;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
-        format!(
-            "cannot reach the agent at {} (is it running? see --api): {cause}",
-            args.api
-        )
-    };
-    let response = match ureq::post(&url)
-        .timeout(Duration::from_millis(args.timeout_ms) + Duration::from_secs(5))
-        .send_json(request)
-    {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, r)) => {
-            let detail = r
-                .into_json::<ApiError>()
-                .map_or_else(|_| String::new(), |e| format!(": {}", e.error));
-            return Err(format!("the agent at {} answered {code}{detail}", args.api));
-        }
-        Err(ureq::Error::Transport(t)) => return Err(unreachable(&t)),
-    };
-    let body = response.into_string().map_err(|e| unreachable(&e))?;
+    let response = answered(
+        &args.api,
+        ureq::post(&url)
+            .timeout(Duration::from_millis(args.timeout_ms) + Duration::from_secs(5))
+            .send_json(request),
+    )?;
+    let body = response
+        .into_string()
+        .map_err(|e| unreachable(&args.api, &e))?;
     let result = serde_json::from_str(&body).map_err(|e| {
         format!(
             "the agent at {} answered an unexpected trace: {e}",
-            args.api
+            args.api.api
         )
     })?;
     Ok((result, body))
