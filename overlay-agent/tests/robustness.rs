@@ -1,4 +1,5 @@
-//! End to end, as root: garbage at the listen port does not stop the agent or the traffic.
+//! End to end, as root: garbage at the listen port does not stop the agent or the traffic,
+//! and does not grow its memory.
 
 mod common;
 
@@ -33,6 +34,10 @@ fn udp_garbage(ns: &Netns, target: SocketAddr, count: usize) {
                 d[0] = 1; // right version, then garbage or a truncated header
             }
             let _ = s.send_to(&d, target);
+            if i % 200 == 199 {
+                // Paced, so the count is the agent's, not the kernel's full socket buffer.
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     })
     .expect("namespace thread");
@@ -40,10 +45,10 @@ fn udp_garbage(ns: &Netns, target: SocketAddr, count: usize) {
 
 /// Opens garbage, idle and oversized-frame TCP connections to `target` from inside `ns`;
 /// returns the idle ones so they stay open.
-fn tcp_garbage(ns: &Netns, target: SocketAddr) -> Vec<TcpStream> {
+fn tcp_garbage(ns: &Netns, target: SocketAddr, count: u64) -> Vec<TcpStream> {
     ns.run(move || {
         let mut idle = Vec::new();
-        for i in 0..60u64 {
+        for i in 0..count {
             let Ok(mut s) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
                 continue;
             };
@@ -72,6 +77,17 @@ fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     p.extend_from_slice(&src.octets());
     p.extend_from_slice(&dst.octets());
     p
+}
+
+/// Resident memory of node `i`'s agent, in KiB (`VmRSS`).
+fn rss_kib(c: &overlay_testbed::Cluster, i: usize) -> u64 {
+    let pid = c.agents[i].as_ref().expect("agent running").pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }
 
 fn ip_of(c: &overlay_testbed::Cluster, i: usize) -> Ipv4Addr {
@@ -122,34 +138,58 @@ fn garbage_datagrams_and_connections_do_not_stop_the_agent_or_the_traffic() {
     };
     let mut spoofed = header(VERSION);
     spoofed.extend(ipv4_packet(ip_of(&c, 2), ip_of(&c, 1)));
+    // For node2 through node1, with no hop left to spend: node1 must not relay it.
+    let n2 = PeerName::new("node2").expect("name");
+    let out_of_hops = |hops: u8| {
+        let mut d = [0u8; HEADER_LEN];
+        Header::ip(n0.id(), n2.id()).emit(&mut d).expect("room");
+        Header::set_hop_limit(&mut d, hops).expect("room");
+        let mut d = d.to_vec();
+        d.extend(ipv4_packet(ip_of(&c, 0), ip_of(&c, 2)));
+        d
+    };
     let mut forged: Vec<Vec<u8>> = (0..HEADER_LEN)
         .map(|n| header(VERSION)[..n].to_vec())
         .collect();
     forged.push(header(9));
     forged.push(spoofed);
+    forged.push(out_of_hops(1));
+    forged.push(out_of_hops(0));
     let from_node0 = SocketAddrV4::new(Underlay::node_addr(0), 6783);
 
     let drops = |c: &overlay_testbed::Cluster, r: &str| counter(c, 1, &["drops", r]);
-    let before: Vec<u64> = ["not_peer", "malformed", "bad_version", "spoofed"]
-        .iter()
-        .map(|r| drops(&c, r))
-        .collect();
+    let reasons = [
+        "not_peer",
+        "malformed",
+        "bad_version",
+        "spoofed",
+        "hop_limit",
+    ];
+    let before: Vec<u64> = reasons.iter().map(|r| drops(&c, r)).collect();
+    let rss_before = rss_kib(&c, 1);
     std::thread::scope(|s| {
         let traffic = s.spawn(|| transfer(&c, 0, 1, 32));
-        udp_garbage(&outsider, SocketAddr::V4(target), 500);
+        udp_garbage(&outsider, SocketAddr::V4(target), 5000);
         traffic::udp_forged(c.node(0), from_node0, target, forged).expect("forged datagrams");
-        let idle_outsider = tcp_garbage(&outsider, SocketAddr::V4(target));
-        let idle_peer = tcp_garbage(c.node(0), SocketAddr::V4(target));
+        let idle_outsider = tcp_garbage(&outsider, SocketAddr::V4(target), 300);
+        let idle_peer = tcp_garbage(c.node(0), SocketAddr::V4(target), 60);
         let t = traffic.join().expect("transfer");
         eprintln!("32 MiB under garbage at {:.0} Mbit/s", t.mbit_per_s());
+        // Memory with hundreds of garbage and idle connections still open.
+        let rss = rss_kib(&c, 1);
+        eprintln!(
+            "node1's agent: {rss_before} KiB resident before, {rss} KiB under garbage ({} idle connections open)",
+            idle_outsider.len() + idle_peer.len()
+        );
+        assert!(
+            rss < rss_before + 16 * 1024,
+            "memory grew by more than 16 MiB under garbage: {rss_before} -> {rss} KiB"
+        );
         drop((idle_outsider, idle_peer));
     });
-    let after: Vec<u64> = ["not_peer", "malformed", "bad_version", "spoofed"]
-        .iter()
-        .map(|r| drops(&c, r))
-        .collect();
+    let after: Vec<u64> = reasons.iter().map(|r| drops(&c, r)).collect();
     assert!(
-        after[0] >= before[0] + 500,
+        after[0] >= before[0] + 5000,
         "outsider datagrams counted not_peer: {after:?}"
     );
     assert_eq!(
@@ -159,6 +199,11 @@ fn garbage_datagrams_and_connections_do_not_stop_the_agent_or_the_traffic() {
     );
     assert_eq!(after[2], before[2] + 1, "unknown version counted");
     assert_eq!(after[3], before[3] + 1, "spoofed inner source counted");
+    assert_eq!(
+        after[4],
+        before[4] + 2,
+        "datagrams without hops left not relayed"
+    );
     assert!(
         c.agents[1].as_mut().expect("agent").is_running(),
         "agent alive"
