@@ -55,6 +55,17 @@ pub fn render(s: &Status) -> String {
         "Ready",
         if s.ready { "yes" } else { "no" }.to_owned(),
     );
+    line(
+        &mut out,
+        "Gossip",
+        format!(
+            "sent {} messages ({}), received {} ({})",
+            s.control.gossip_sent,
+            bytes(s.control_traffic.gossip_sent_bytes),
+            s.control.gossip_received,
+            bytes(s.control_traffic.gossip_received_bytes)
+        ),
+    );
     line(&mut out, "Data path", datapath_summary(&s.datapath));
     line(&mut out, "Offloads", offloads_summary(&s.offloads));
     if s.rejected_connections > 0 {
@@ -267,8 +278,16 @@ pub(super) mod tests {
                 retry_in_secs: Some(8),
             }],
             rejected_connections: 0,
-            control: Default::default(),
-            control_traffic: Default::default(),
+            control: overlay_proto::node::NodeStats {
+                gossip_sent: 12,
+                gossip_received: 10,
+                ..Default::default()
+            },
+            control_traffic: crate::status::ControlTraffic {
+                gossip_sent_bytes: 3500,
+                gossip_received_bytes: 2900,
+                terminations: 0,
+            },
             offloads: Offloads {
                 tun_vnet_hdr: true,
                 tun_tso: true,
@@ -308,6 +327,7 @@ pub(super) mod tests {
        Address: 10.32.5.1
         Device: ovl0 (MTU 1418)
          Ready: yes
+        Gossip: sent 12 messages (3.4 KiB), received 10 (2.8 KiB)
      Data path: tx 10 packets (2.0 KiB), rx 9 packets (100 B), relayed 1, dropped 3
       Offloads: tun-tso, udp-gso, udp-gro, coalesce-tcp
 
