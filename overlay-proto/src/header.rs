@@ -26,8 +26,8 @@
 //! every kind and is never ignored: the payload is sealed ([`crate::seal`]: key id, counter,
 //! ciphertext, tag) and this header, less its hop limit, is the AEAD's associated data. A
 //! relay forwards a sealed datagram like any other (only the hop limit changes); the
-//! destination opens it, and drops it if it has no key for the sender. An agent running with
-//! `--encrypt` drops unsealed [`Kind::Ip`] datagrams.
+//! destination opens it, and drops it if it has no key for the sender. (With `--encrypt`,
+//! once wired in, an agent is to drop unsealed [`Kind::Ip`] datagrams.)
 //!
 //! After [`Header::parse`] succeeds, the payload is `buf[HEADER_LEN..]`; parse never panics.
 
