@@ -22,7 +22,12 @@
 //! routing loop cannot amplify traffic. Source and destination are [`PeerId`]s of the
 //! originating and the final agent, so a relay forwards without looking at the payload.
 //! `flags` bits not defined for the kind must be zero when sent and are ignored when received;
-//! for [`Kind::Ip`], bit 0 is [`FLAG_CSUM_PARTIAL`].
+//! for [`Kind::Ip`], bit 0 is [`FLAG_CSUM_PARTIAL`]. Bit 7, [`FLAG_SEALED`], is defined for
+//! every kind and is never ignored: the payload is sealed ([`crate::seal`]: key id, counter,
+//! ciphertext, tag) and this header, less its hop limit, is the AEAD's associated data. A
+//! relay forwards a sealed datagram like any other (only the hop limit changes); the
+//! destination opens it, and drops it if it has no key for the sender. (With `--encrypt`,
+//! once wired in, an agent is to drop unsealed [`Kind::Ip`] datagrams.)
 //!
 //! After [`Header::parse`] succeeds, the payload is `buf[HEADER_LEN..]`; parse never panics.
 
@@ -39,6 +44,12 @@ pub const DEFAULT_HOP_LIMIT: u8 = 16;
 /// packet to its TUN marked "checksum needed" instead of verifying it; the payload is
 /// protected in transit by the outer UDP checksum.
 pub const FLAG_CSUM_PARTIAL: u8 = 0x01;
+/// Flag of every kind: the payload is sealed (see [`crate::seal`] for its layout). The
+/// header is authenticated as associated data, except the hop limit a relay rewrites.
+pub const FLAG_SEALED: u8 = 0x80;
+/// Offset of the hop limit in the header (the one byte a relay rewrites, hence left out of a
+/// sealed datagram's associated data).
+pub const HOPS_OFFSET: usize = field::HOPS;
 
 mod field {
     use std::ops::Range;
@@ -149,6 +160,12 @@ impl Header {
         Some(())
     }
 
+    /// Whether the payload is sealed ([`FLAG_SEALED`]).
+    #[inline]
+    pub fn is_sealed(&self) -> bool {
+        self.flags & FLAG_SEALED != 0
+    }
+
     /// Rewrites the hop limit of an already emitted header in place (used by relays).
     ///
     /// Returns `None` if `buf` is shorter than the header.
@@ -241,6 +258,20 @@ mod tests {
             .expect("room");
             assert_eq!(out[1], byte);
         }
+    }
+
+    #[test]
+    fn sealed_flag_parses_for_every_kind() {
+        for kind in [1u8, 2, 3] {
+            let mut b = FIXTURE;
+            b[1] = kind;
+            b[3] = FLAG_SEALED | FLAG_CSUM_PARTIAL;
+            let h = Header::parse(&b).expect("parses");
+            assert!(h.is_sealed());
+            assert_eq!(h.flags & FLAG_CSUM_PARTIAL, FLAG_CSUM_PARTIAL);
+        }
+        assert!(!fixture_header().is_sealed());
+        assert_eq!(HOPS_OFFSET, 2);
     }
 
     proptest! {

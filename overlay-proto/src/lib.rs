@@ -15,6 +15,8 @@
 //! - [`vnet`], [`segment`], [`coalesce`]: the fast path's TUN offload header, splitting of
 //!   super-packets into datagrams for UDP GSO, and coalescing of received segments;
 //!   [`checksum`]: the internet checksum they fix up.
+//! - [`seal`]: the encrypted data path's core: sealed datagram format, key schedule, AEAD
+//!   per datagram, replay window, rekeying (not wired into the agent yet).
 //! - [`trace`]: payloads of the trace probes and reports (`overlay-agent trace`).
 //! - [`node`]: the control-plane state machine of one agent.
 //! - [`api`]: JSON bodies of the agent's local IPAM API (used by the CNI plugin).
@@ -33,6 +35,7 @@ pub mod node;
 pub mod peer;
 mod rng;
 pub mod routing;
+pub mod seal;
 pub mod segment;
 pub mod topology;
 pub mod trace;
