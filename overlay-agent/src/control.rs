@@ -20,6 +20,7 @@ pub mod driver;
 pub mod frame;
 pub mod handshake;
 pub mod host;
+pub mod noise;
 mod snapshot;
 
 pub use driver::{Driver, DriverConfig};

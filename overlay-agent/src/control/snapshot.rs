@@ -29,6 +29,8 @@ pub struct Extra {
     pub offloads: Offloads,
     /// Gossip bytes and connection terminations.
     pub control_traffic: ControlTraffic,
+    /// Authenticated membership, with `--secret-file`.
+    pub auth: Option<crate::auth::AuthStatus>,
 }
 
 /// The status of `node` at `now`.
@@ -128,6 +130,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
         rejected_connections: extra.rejected_connections,
         control: node.stats().clone(),
         control_traffic: extra.control_traffic,
+        auth: extra.auth,
         offloads: extra.offloads,
         datapath: extra.datapath,
     }

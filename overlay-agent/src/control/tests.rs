@@ -107,6 +107,7 @@ async fn agent(name: &str, seeds: Vec<SocketAddr>) -> Agent {
         mtu: 1400,
         listener,
         commands,
+        auth: None,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(driver.run(async {

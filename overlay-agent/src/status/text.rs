@@ -269,6 +269,7 @@ pub(super) mod tests {
             rejected_connections: 0,
             control: Default::default(),
             control_traffic: Default::default(),
+            auth: None,
             offloads: Offloads {
                 tun_vnet_hdr: true,
                 tun_tso: true,
