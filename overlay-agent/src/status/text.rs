@@ -67,6 +67,36 @@ pub fn render(s: &Status) -> String {
             ),
         );
     }
+    if let Some(auth) = &s.auth {
+        let next = auth
+            .secret_next
+            .as_ref()
+            .map(|n| format!(", next {n}"))
+            .unwrap_or_default();
+        line(
+            &mut out,
+            "Secret",
+            format!(
+                "current {}{next} (identity {})",
+                auth.secret_current, auth.identity
+            ),
+        );
+    }
+    let refused: Vec<String> = s
+        .control_traffic
+        .handshakes_refused
+        .by_reason()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, n)| format!("{n} {reason}"))
+        .collect();
+    if !refused.is_empty() {
+        line(
+            &mut out,
+            "Refused",
+            format!("handshakes: {}", refused.join(", ")),
+        );
+    }
 
     if !s.peers.is_empty() {
         out.push('\n');
