@@ -140,6 +140,9 @@ pub struct ConnectionStatus {
     pub rtt_ms: Option<f64>,
     /// Seconds since it was established.
     pub established_secs: u64,
+    /// The peer's public key (hex), proven in the handshake (with `--secret-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// What is happening with a dial target.

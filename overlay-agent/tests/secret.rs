@@ -135,6 +135,18 @@ fn only_agents_holding_the_secret_join_and_a_wrong_one_is_refused() {
         assert_eq!(s["auth"]["secret_current"], good_fp.as_str());
         identities.push(s["auth"]["identity"].as_str().expect("identity").to_owned());
     }
+    // Each connection shows the public key the peer proved in the handshake.
+    let s0 = c.status(0).expect("status");
+    for conn in s0["connections"].as_array().expect("connections") {
+        let j: usize = conn["peer"].as_str().expect("peer")[4..]
+            .parse()
+            .expect("node index");
+        assert_eq!(
+            conn["identity"].as_str(),
+            Some(identities[j].as_str()),
+            "{conn}"
+        );
+    }
     identities.sort();
     identities.dedup();
     assert_eq!(identities.len(), 3, "every agent has its own identity");

@@ -75,6 +75,8 @@ pub struct ConnHandle {
     pub peer: PeerName,
     /// The remote address.
     pub remote: SocketAddr,
+    /// The peer's static public key, when authenticated.
+    pub identity: Option<[u8; 32]>,
     frames: mpsc::Sender<Vec<u8>>,
     queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
@@ -90,6 +92,7 @@ impl ConnHandle {
         remote: SocketAddr,
         events: mpsc::Sender<Event>,
     ) -> ConnHandle {
+        let identity = channel.remote_identity;
         let (read_half, write_half) = channel.stream.into_split();
         let (frames, rx) = mpsc::channel(QUEUE_FRAMES);
         let queued = Arc::new(AtomicUsize::new(0));
@@ -105,6 +108,7 @@ impl ConnHandle {
         ConnHandle {
             peer,
             remote,
+            identity,
             frames,
             queued,
             reader,

@@ -193,6 +193,11 @@ impl<H: Host> Driver<H> {
                         ..self.traffic.clone()
                     },
                     auth: self.auth.as_ref().map(Auth::status),
+                    identities: self
+                        .conns
+                        .iter()
+                        .filter_map(|(id, c)| Some((*id, crate::auth::secret::hex(&c.identity?))))
+                        .collect(),
                 };
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
             }

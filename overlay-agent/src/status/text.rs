@@ -286,6 +286,7 @@ pub(super) mod tests {
                 remote: ([192, 168, 1, 12], 6783).into(),
                 rtt_ms: Some(0.4),
                 established_secs: 12,
+                identity: None,
             }],
             targets: vec![TargetStatus {
                 address: ([192, 168, 1, 11], 6783).into(),
