@@ -34,8 +34,8 @@ usage: $0 [options] > overlay.yaml
                              unless kube-system [$namespace]
   --cni-bin-dir DIR          the host's CNI plugin directory [$cni_bin_dir]
   --cni-conf-dir DIR         the host's CNI configuration directory [$cni_conf_dir]
-  --use-secret               pass the Secret to the agent (OVERLAY_SECRET_FILE); this release
-                             of the agent refuses to start with a secret (not supported yet)
+  --use-secret               pass the Secret to the agent (OVERLAY_SECRET_FILE): only agents
+                             holding it can join (see the README, Cluster secret)
   -h, --help                 this text
 EOF
 }

@@ -57,6 +57,9 @@ pub struct Config {
     /// Masquerade pod traffic leaving the cluster range to the node's address
     /// ([`crate::egress`]).
     pub masquerade: bool,
+    /// The cluster secret file (`--secret-file`, see [`crate::auth`]): only peers holding
+    /// one of its secrets may connect.
+    pub secret_file: Option<PathBuf>,
     /// How log lines are written.
     pub log_format: LogFormat,
 }
@@ -119,6 +122,14 @@ pub enum ConfigError {
     /// `--kubernetes` in an agent built without the `k8s` feature.
     #[error("--kubernetes needs an overlay-agent built with the `k8s` feature (cargo build --release -p overlay-agent --features k8s); this one was built without it")]
     KubernetesNotBuilt,
+    /// The secret file cannot be used.
+    #[error("--secret-file {}: {reason}", path.display())]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never the secret).
+        reason: String,
+    },
     /// A feature that is not there yet.
     #[error("--{0} is not supported yet (cluster secrets and encryption come in a later release); remove it to run without")]
     NotSupported(&'static str),
@@ -311,12 +322,23 @@ impl Config {
             d => Ok(d),
         })?;
         let encrypt = s.parse("encrypt", "false", parse::boolean)?;
-        let secret_file = s.get("secret-file");
-        match (encrypt, secret_file) {
+        let secret_file = match s.get("secret-file") {
+            None => None,
+            Some(_) => Some(s.parse("secret-file", "", |v| match v.trim() {
+                "" => Err("must not be empty".to_owned()),
+                v => Ok(PathBuf::from(v)),
+            })?),
+        };
+        match (encrypt, &secret_file) {
             (true, None) => return Err(ConfigError::EncryptWithoutSecret),
             (true, Some(_)) => return Err(ConfigError::NotSupported("encrypt")),
-            (false, Some(_)) => return Err(ConfigError::NotSupported("secret-file")),
-            (false, None) => {}
+            (false, _) => {}
+        }
+        if let Some(path) = &secret_file {
+            crate::auth::SecretSet::load(path).map_err(|reason| ConfigError::SecretFile {
+                path: path.clone(),
+                reason,
+            })?;
         }
         let kubernetes = s.parse("kubernetes", "false", parse::boolean)?;
         if kubernetes && !cfg!(feature = "k8s") {
@@ -342,6 +364,7 @@ impl Config {
             reclaim_after,
             kubernetes,
             masquerade,
+            secret_file,
             log_format,
         })
     }

@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`driver`]: the task that owns the node; its select loop and output handling.
 //! - [`handshake`]: dialing, the hello exchange and version negotiation.
+//! - [`noise`]: with `--secret-file`, the Noise handshake before the hellos and the
+//!   encrypted records that carry every frame after it (see [`crate::auth`]).
 //! - [`frame`]: reading one length-prefixed frame under a size cap.
 //! - [`conn`]: the reader and writer tasks of an established connection.
 //! - [`host`]: what the driver changes on the machine (data path table, TUN address).
@@ -20,6 +22,7 @@ pub mod driver;
 pub mod frame;
 pub mod handshake;
 pub mod host;
+pub mod noise;
 mod snapshot;
 
 pub use driver::{Driver, DriverConfig};

@@ -19,6 +19,7 @@
 //! - [`kubernetes`]: peers, block and readiness from and to the Kubernetes API (`--kubernetes`).
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -13,6 +13,7 @@
 //!
 //! Every step says what it did; the first failure stops it with a non-zero exit.
 
+use crate::auth::identity::IDENTITY_FILE;
 use crate::datapath;
 use crate::egress::{self, Egress};
 use crate::state::{ALLOCATIONS_FILE, CLAIM_FILE};
@@ -77,7 +78,7 @@ pub fn reset(args: &ResetArgs, say: &mut dyn FnMut(&str)) -> Result<(), String> 
 /// Deletes the agent's files in `dir`, then `dir` if that leaves it empty.
 fn remove_state(dir: &Path, say: &mut dyn FnMut(&str)) -> Result<(), String> {
     let mut removed = 0;
-    for name in [CLAIM_FILE, ALLOCATIONS_FILE] {
+    for name in [CLAIM_FILE, ALLOCATIONS_FILE, IDENTITY_FILE] {
         let path = dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {

@@ -12,6 +12,7 @@
 //! removes them for good.
 
 use crate::api::{self, ApiState};
+use crate::auth::{Auth, Identity, Secret, SecretSet};
 use crate::config::{self, Config, PeerAddr};
 use crate::control::{ControlHandle, Driver, DriverConfig, Readiness, SystemHost};
 use crate::datapath::{Datapath, DatapathConfig, Disabled};
@@ -81,6 +82,7 @@ async fn run_overlay(
     let k8s = kubernetes::connect(&config).await?;
     let claim = k8s.as_ref().and_then(Session::claim).or(claim);
     let ipam = Arc::new(IpamStore::open(&state)?);
+    let auth = load_auth(&config, &state)?;
     let instance: u64 = rand::random();
 
     let (mut seeds, unresolved) = resolve_seeds(&config.peers).await;
@@ -133,6 +135,7 @@ async fn run_overlay(
             advertise,
             mtu,
             k8s,
+            auth,
             tracer,
         },
         stop,
@@ -163,6 +166,7 @@ struct Started {
     advertise: SocketAddr,
     mtu: u32,
     k8s: Option<Session>,
+    auth: Option<Auth>,
     tracer: Option<crate::trace::Tracer>,
 }
 
@@ -243,6 +247,7 @@ async fn serve(
         mtu: s.mtu,
         listener,
         commands,
+        auth: s.auth,
     });
     helpers.extend(retry_unresolved(s.unresolved, control));
     info!(listen = %config.listen, "control plane running");
@@ -261,6 +266,30 @@ async fn serve(
         warn!("the API did not stop within 500 ms");
     }
     driver_result.map_err(|e| anyhow!("the control plane failed: {e}"))
+}
+
+/// The identity and secrets, with `--secret-file`; the file is then re-read every
+/// [`crate::auth::RELOAD_INTERVAL`].
+fn load_auth(config: &Config, state: &StateDir) -> anyhow::Result<Option<Auth>> {
+    let Some(path) = &config.secret_file else {
+        return Ok(None);
+    };
+    let (secrets, warning) = SecretSet::load(path)
+        .map_err(|reason| anyhow!("--secret-file {}: {reason}", path.display()))?;
+    if let Some(w) = warning {
+        warn!("--secret-file: {w}");
+    }
+    let identity = Identity::load_or_create(state)?;
+    info!(
+        identity = %identity.public_hex(),
+        current = secrets.current.fingerprint(),
+        next = secrets.next.as_ref().map(Secret::fingerprint),
+        "control connections authenticated with the cluster secret (Noise {})",
+        crate::auth::NOISE_PATTERN
+    );
+    let auth = Auth::new(identity, secrets);
+    auth.spawn_reload(path.clone());
+    Ok(Some(auth))
 }
 
 /// The claim of a previous run, if it fits the configured cluster range and block size.

@@ -56,6 +56,10 @@ pub struct Status {
     /// Control-connection traffic counted by the agent (gossip bytes, terminations).
     #[serde(default)]
     pub control_traffic: ControlTraffic,
+    /// Authenticated membership (`--secret-file`): this agent's public key and the
+    /// fingerprints of the secrets it holds; absent without a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::auth::AuthStatus>,
     /// Offloads the data path uses.
     #[serde(default)]
     pub offloads: Offloads,
@@ -74,6 +78,8 @@ pub struct ControlTraffic {
     pub gossip_received_bytes: u64,
     /// Established control connections that closed (by either side, for any reason).
     pub terminations: u64,
+    /// Inbound control handshakes refused, by reason (see [`crate::auth`]).
+    pub handshakes_refused: crate::auth::RefusalCounts,
 }
 
 /// Another peer as this node sees it.
@@ -134,6 +140,9 @@ pub struct ConnectionStatus {
     pub rtt_ms: Option<f64>,
     /// Seconds since it was established.
     pub established_secs: u64,
+    /// The peer's public key (hex), proven in the handshake (with `--secret-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// What is happening with a dial target.

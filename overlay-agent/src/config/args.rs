@@ -62,7 +62,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub reclaim_after: Option<String>,
 
-    /// Cluster secret (not supported yet)
+    /// Cluster secret file (one secret per line: current, then an optional next one; re-read
+    /// every second); only peers holding it can join
     #[arg(long, value_name = "PATH")]
     pub secret_file: Option<String>,
 

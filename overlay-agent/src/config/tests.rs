@@ -289,7 +289,7 @@ fn every_invalid_value_is_refused() {
                 secret_file: Some("/etc/secret".into()),
                 ..Default::default()
             },
-            "--secret-file is not supported yet",
+            "--secret-file /etc/secret: cannot read it",
         ),
         (
             RunArgs {
@@ -372,8 +372,23 @@ fn env_booleans_and_secret_settings() {
         &RunArgs::default(),
         &env_of(&[("OVERLAY_SECRET_FILE", "/s")]),
     )
-    .expect_err("not supported");
-    assert_eq!(e, ConfigError::NotSupported("secret-file"));
+    .expect_err("missing file");
+    assert!(matches!(e, ConfigError::SecretFile { .. }), "{e}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("secret");
+    std::fs::write(&path, "short\n").expect("write");
+    let env = [("OVERLAY_SECRET_FILE", path.to_str().expect("utf-8"))];
+    let e = resolve_with(&RunArgs::default(), &env_of(&env)).expect_err("too short");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "--secret-file {}: the secret on line 1 is 5 bytes, shorter than 16",
+            path.display()
+        )
+    );
+    std::fs::write(&path, "a-long-enough-cluster-secret\n").expect("write");
+    let c = resolve_with(&RunArgs::default(), &env_of(&env)).expect("valid");
+    assert_eq!(c.secret_file.as_deref(), Some(path.as_path()));
 }
 
 #[test]

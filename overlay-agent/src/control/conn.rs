@@ -5,7 +5,8 @@
 //! order. The queue is bounded in frames and bytes: when a peer does not read fast enough,
 //! the driver closes the connection instead of buffering without limit.
 
-use super::frame::read_frame;
+use super::handshake::Channel;
+use super::noise::{RecvState, SendState};
 use overlay_proto::codec::{self, LEN_PREFIX, MAX_FRAME_LEN};
 use overlay_proto::message::{Hello, Message};
 use overlay_proto::node::{ConnId, Direction};
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -32,8 +32,8 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum Event {
     /// A handshake completed.
     Handshaked {
-        /// The connection.
-        stream: TcpStream,
+        /// The connection, after its handshake.
+        channel: Box<Channel>,
         /// Who dialed.
         direction: Direction,
         /// The address dialed, when outbound.
@@ -75,6 +75,8 @@ pub struct ConnHandle {
     pub peer: PeerName,
     /// The remote address.
     pub remote: SocketAddr,
+    /// The peer's static public key, when authenticated.
+    pub identity: Option<[u8; 32]>,
     frames: mpsc::Sender<Vec<u8>>,
     queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
@@ -85,19 +87,28 @@ impl ConnHandle {
     /// Starts the reader and writer of `stream`.
     pub fn spawn(
         conn: ConnId,
-        stream: TcpStream,
+        channel: Channel,
         peer: PeerName,
         remote: SocketAddr,
         events: mpsc::Sender<Event>,
     ) -> ConnHandle {
-        let (read_half, write_half) = stream.into_split();
+        let identity = channel.remote_identity;
+        let (read_half, write_half) = channel.stream.into_split();
         let (frames, rx) = mpsc::channel(QUEUE_FRAMES);
         let queued = Arc::new(AtomicUsize::new(0));
-        let reader = tokio::spawn(read_loop(conn, read_half, events.clone()));
-        let writer = tokio::spawn(write_loop(conn, write_half, rx, queued.clone(), events));
+        let reader = tokio::spawn(read_loop(conn, read_half, channel.recv, events.clone()));
+        let writer = tokio::spawn(write_loop(
+            conn,
+            write_half,
+            channel.send,
+            rx,
+            queued.clone(),
+            events,
+        ));
         ConnHandle {
             peer,
             remote,
+            identity,
             frames,
             queued,
             reader,
@@ -141,10 +152,15 @@ impl ConnHandle {
     }
 }
 
-async fn read_loop(conn: ConnId, mut half: OwnedReadHalf, events: mpsc::Sender<Event>) {
+async fn read_loop(
+    conn: ConnId,
+    mut half: OwnedReadHalf,
+    mut recv: RecvState,
+    events: mpsc::Sender<Event>,
+) {
     let mut body = Vec::new();
     let reason = loop {
-        match read_frame(&mut half, MAX_FRAME_LEN, &mut body).await {
+        match recv.read_frame(&mut half, MAX_FRAME_LEN, &mut body).await {
             Ok(true) => {}
             Ok(false) => break "closed by the peer".to_owned(),
             Err(e) => break e.to_string(),
@@ -170,17 +186,28 @@ async fn read_loop(conn: ConnId, mut half: OwnedReadHalf, events: mpsc::Sender<E
 async fn write_loop(
     conn: ConnId,
     half: OwnedWriteHalf,
+    mut send: SendState,
     mut frames: mpsc::Receiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
     events: mpsc::Sender<Event>,
 ) {
     let mut out = BufWriter::new(half);
+    let mut sealed = Vec::new();
+    // Frames go out as they are, or sealed into records first (with a secret).
+    let mut write = async |out: &mut BufWriter<OwnedWriteHalf>, frame: &[u8]| {
+        if !send.is_encrypted() {
+            return out.write_all(frame).await;
+        }
+        sealed.clear();
+        send.seal(frame, &mut sealed)?;
+        out.write_all(&sealed).await
+    };
     while let Some(frame) = frames.recv().await {
-        let mut result = out.write_all(&frame).await;
+        let mut result = write(&mut out, &frame).await;
         queued.fetch_sub(frame.len(), Ordering::Relaxed);
         while result.is_ok() {
             let Ok(next) = frames.try_recv() else { break };
-            result = out.write_all(&next).await;
+            result = write(&mut out, &next).await;
             queued.fetch_sub(next.len(), Ordering::Relaxed);
         }
         if let Err(e) = result.and(out.flush().await) {

@@ -6,6 +6,7 @@ use super::handshake::{self, HandshakeError, LocalHello};
 use super::host::Host;
 use super::snapshot::{self, Extra};
 use super::{Command, Readiness};
+use crate::auth::{Auth, RateLimiter, RefusalReason, Refusals};
 use crate::ipam_store::IpamStore;
 use crate::state::StateDir;
 use crate::status::ControlTraffic;
@@ -52,6 +53,8 @@ pub struct DriverConfig<H> {
     pub listener: TcpListener,
     /// Commands from the API.
     pub commands: mpsc::Receiver<Command>,
+    /// Identity and cluster secrets, with `--secret-file` (every connection authenticated).
+    pub auth: Option<Auth>,
 }
 
 /// The control-plane driver; see the module docs.
@@ -71,6 +74,8 @@ pub struct Driver<H> {
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     rejected: Arc<AtomicU64>,
+    auth: Option<Auth>,
+    refusals: Arc<Refusals>,
     /// Gossip bytes and connection terminations (for status and metrics).
     traffic: ControlTraffic,
     /// Writers of closed connections still delivering their last frames.
@@ -101,6 +106,8 @@ impl<H: Host> Driver<H> {
             events_tx,
             events_rx,
             rejected: Arc::new(AtomicU64::new(0)),
+            auth: config.auth,
+            refusals: Arc::default(),
             traffic: ControlTraffic::default(),
             closing: Vec::new(),
             tun_want: None,
@@ -116,9 +123,13 @@ impl<H: Host> Driver<H> {
         let acceptor = self.listener.take().map(|listener| {
             tokio::spawn(accept_loop(
                 listener,
-                self.hello.clone(),
-                self.rejected.clone(),
-                self.events_tx.clone(),
+                Accepting {
+                    hello: self.hello.clone(),
+                    auth: self.auth.clone(),
+                    rejected: self.rejected.clone(),
+                    refusals: self.refusals.clone(),
+                    events: self.events_tx.clone(),
+                },
             ))
         });
         self.host.set_table(self.node.forwarding_table());
@@ -177,7 +188,16 @@ impl<H: Host> Driver<H> {
                     rejected_connections: self.rejected.load(Ordering::Relaxed),
                     datapath: self.host.counters(),
                     offloads: self.host.offloads(),
-                    control_traffic: self.traffic.clone(),
+                    control_traffic: ControlTraffic {
+                        handshakes_refused: self.refusals.snapshot(),
+                        ..self.traffic.clone()
+                    },
+                    auth: self.auth.as_ref().map(Auth::status),
+                    identities: self
+                        .conns
+                        .iter()
+                        .filter_map(|(id, c)| Some((*id, crate::auth::secret::hex(&c.identity?))))
+                        .collect(),
                 };
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
             }
@@ -190,7 +210,7 @@ impl<H: Host> Driver<H> {
         let now = Instant::now();
         match event {
             Event::Handshaked {
-                stream,
+                channel,
                 direction,
                 dialed,
                 remote,
@@ -206,7 +226,7 @@ impl<H: Host> Driver<H> {
                     Ok(()) => {
                         info!(%peer, %remote, ?direction, conn, "connection established");
                         let handle =
-                            ConnHandle::spawn(conn, stream, peer, remote, self.events_tx.clone());
+                            ConnHandle::spawn(conn, *channel, peer, remote, self.events_tx.clone());
                         self.conns.insert(conn, handle);
                     }
                     Err(refusal @ (Refusal::SelfConnection | Refusal::Duplicate(_))) => {
@@ -285,12 +305,13 @@ impl<H: Host> Driver<H> {
     fn dial(&self, addr: SocketAddr) {
         let hello = self.hello.clone();
         let events = self.events_tx.clone();
+        let auth = self.auth.clone();
         tokio::spawn(async move {
-            let event = match handshake::dial(addr, &hello).await {
-                Ok((stream, remote_hello, version)) => {
+            let event = match handshake::dial(addr, &hello, auth.as_ref()).await {
+                Ok((channel, remote_hello, version)) => {
                     debug!(%addr, version, "dialed");
                     Event::Handshaked {
-                        stream,
+                        channel: Box::new(channel),
                         direction: Direction::Outbound,
                         dialed: Some(addr),
                         remote: addr,
@@ -298,7 +319,11 @@ impl<H: Host> Driver<H> {
                     }
                 }
                 Err(e) => {
-                    if matches!(e, HandshakeError::NoCommonVersion { .. }) {
+                    if matches!(
+                        e,
+                        HandshakeError::NoCommonVersion { .. }
+                            | HandshakeError::Noise(crate::control::noise::NoiseError::BadSecret)
+                    ) {
                         warn!(%addr, "refusing peer: {e}");
                     }
                     Event::DialFailed {
@@ -352,16 +377,22 @@ impl<H: Host> Driver<H> {
     }
 }
 
-/// Accepts control connections; at most [`MAX_HANDSHAKES`] are in handshake at once.
-async fn accept_loop(
-    listener: TcpListener,
+/// What the accepting task shares with the driver.
+struct Accepting {
     hello: Arc<LocalHello>,
+    auth: Option<Auth>,
     rejected: Arc<AtomicU64>,
+    refusals: Arc<Refusals>,
     events: mpsc::Sender<Event>,
-) {
+}
+
+/// Accepts control connections; at most [`MAX_HANDSHAKES`] are in handshake at once and,
+/// with a secret, each source address starts handshakes at a bounded rate.
+async fn accept_loop(listener: TcpListener, a: Accepting) {
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut limiter = RateLimiter::default();
     loop {
-        let (mut stream, remote) = match listener.accept().await {
+        let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 warn!("accepting a control connection failed: {e}");
@@ -369,23 +400,32 @@ async fn accept_loop(
                 continue;
             }
         };
+        if a.auth.is_some() && !limiter.allow(remote.ip(), Instant::now()) {
+            let total = a.refusals.count(RefusalReason::RateLimited);
+            if total.is_power_of_two() {
+                warn!(%remote, total, "too many handshakes from this address: closing at once");
+            }
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            let total = rejected.fetch_add(1, Ordering::Relaxed) + 1;
+            let total = a.rejected.fetch_add(1, Ordering::Relaxed) + 1;
             if total.is_power_of_two() {
                 warn!(%remote, total, "too many connections in handshake: closing new ones at once");
             }
             continue;
         };
-        let hello = hello.clone();
-        let events = events.clone();
+        let hello = a.hello.clone();
+        let events = a.events.clone();
+        let auth = a.auth.clone();
+        let refusals = a.refusals.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            match handshake::exchange(&mut stream, &hello).await {
-                Ok((remote_hello, version)) => {
+            match handshake::exchange(stream, &hello, auth.as_ref(), false).await {
+                Ok((channel, remote_hello, version)) => {
                     debug!(%remote, version, "accepted");
                     let event = Event::Handshaked {
-                        stream,
+                        channel: Box::new(channel),
                         direction: Direction::Inbound,
                         dialed: None,
                         remote,
@@ -393,10 +433,19 @@ async fn accept_loop(
                     };
                     let _ = events.send(event).await;
                 }
-                Err(e @ HandshakeError::NoCommonVersion { .. }) => {
-                    warn!(%remote, "refusing peer: {e}");
+                Err(e) => {
+                    let reason = e.refusal();
+                    let total = refusals.count(reason);
+                    match reason {
+                        RefusalReason::BadSecret | RefusalReason::Version => {
+                            // One line per source would let a stranger fill the log.
+                            if total.is_power_of_two() {
+                                warn!(%remote, total, "refusing peer: {e}");
+                            }
+                        }
+                        _ => debug!(%remote, "handshake failed: {e}"),
+                    }
                 }
-                Err(e) => debug!(%remote, "handshake failed: {e}"),
             }
         });
     }

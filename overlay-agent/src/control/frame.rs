@@ -24,6 +24,9 @@ pub enum FrameError {
         /// Bytes received.
         got: usize,
     },
+    /// An encrypted record does not authenticate (see [`super::noise`]).
+    #[error("an encrypted record does not authenticate")]
+    Unauthentic,
 }
 
 /// Largest buffer kept between frames; a larger one (after a big frame) is released.

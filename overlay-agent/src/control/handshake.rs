@@ -1,11 +1,16 @@
-//! Opening a control connection: connect (outbound), exchange hellos, pick the version.
+//! Opening a control connection: connect (outbound), the Noise handshake (with
+//! `--secret-file`, see [`super::noise`]), exchange hellos, pick the version.
 //!
 //! Both sides send their hello first, then read the other's, so neither waits for the other.
+//! With a secret the hellos are the first encrypted frames: names and versions are never
+//! sent to, or taken from, anyone who does not hold the secret.
 //! The remote hello is read under [`MAX_HELLO_LEN`] and the whole exchange under
 //! [`HANDSHAKE_TIMEOUT`]: a silent or garbage-sending client costs at most that long and a
 //! few kilobytes.
 
-use super::frame::{read_frame, FrameError};
+use super::frame::FrameError;
+use super::noise::{self, NoiseError, RecvState, SendState};
+use crate::auth::{Auth, RefusalReason};
 use overlay_proto::codec::{self, CodecError, MAX_HELLO_LEN};
 use overlay_proto::message::{negotiate, Hello};
 use std::io;
@@ -28,6 +33,9 @@ pub enum HandshakeError {
     /// The TCP connect took too long.
     #[error("connect timed out after {CONNECT_TIMEOUT:?}")]
     ConnectTimeout,
+    /// The Noise handshake failed.
+    #[error(transparent)]
+    Noise(#[from] NoiseError),
     /// Sending our hello failed.
     #[error("sending hello failed: {0}")]
     Send(io::Error),
@@ -53,6 +61,43 @@ pub enum HandshakeError {
     Timeout,
 }
 
+impl HandshakeError {
+    /// How an inbound handshake that failed so is counted.
+    pub fn refusal(&self) -> RefusalReason {
+        match self {
+            HandshakeError::Noise(NoiseError::BadSecret) => RefusalReason::BadSecret,
+            HandshakeError::Timeout | HandshakeError::ConnectTimeout => RefusalReason::Timeout,
+            HandshakeError::NoCommonVersion { .. } => RefusalReason::Version,
+            _ => RefusalReason::Malformed,
+        }
+    }
+}
+
+/// A connection after its handshake: the stream and how frames cross it.
+#[derive(Debug)]
+pub struct Channel {
+    /// The TCP stream.
+    pub stream: TcpStream,
+    /// Our direction.
+    pub send: SendState,
+    /// Theirs.
+    pub recv: RecvState,
+    /// The peer's static public key, when authenticated.
+    pub remote_identity: Option<[u8; 32]>,
+}
+
+impl Channel {
+    /// An unauthenticated channel (no secret): frames cross as they are.
+    pub fn plain(stream: TcpStream) -> Channel {
+        Channel {
+            stream,
+            send: SendState::plain(),
+            recv: RecvState::plain(),
+            remote_identity: None,
+        }
+    }
+}
+
 /// The local side of every handshake: our hello, encoded once.
 #[derive(Debug, Clone)]
 pub struct LocalHello {
@@ -72,27 +117,57 @@ impl LocalHello {
     }
 }
 
-/// Sends our hello, reads theirs, negotiates. Returns their hello and the version.
+/// Sends our hello, reads theirs, negotiates (on the channel as it is, encrypted or not).
+/// Returns their hello and the version.
+async fn hellos(ch: &mut Channel, ours: &LocalHello) -> Result<(Hello, u16), HandshakeError> {
+    let mut wire = Vec::new();
+    ch.send
+        .seal(&ours.frame, &mut wire)
+        .map_err(HandshakeError::Send)?;
+    ch.stream
+        .write_all(&wire)
+        .await
+        .map_err(HandshakeError::Send)?;
+    let mut body = Vec::new();
+    if !ch
+        .recv
+        .read_frame(&mut ch.stream, MAX_HELLO_LEN, &mut body)
+        .await?
+    {
+        return Err(HandshakeError::Closed);
+    }
+    let hello = codec::decode_hello(&body)?;
+    let theirs = (hello.proto_min, hello.proto_max);
+    let version = negotiate(ours.range, theirs).ok_or(HandshakeError::NoCommonVersion {
+        ours: ours.range,
+        theirs,
+    })?;
+    Ok((hello, version))
+}
+
+/// The whole handshake of an accepted (`initiator` false) or dialed connection, under
+/// [`HANDSHAKE_TIMEOUT`]: Noise first when `auth` is set, then the hellos.
 pub async fn exchange(
-    stream: &mut TcpStream,
+    stream: TcpStream,
     ours: &LocalHello,
-) -> Result<(Hello, u16), HandshakeError> {
+    auth: Option<&Auth>,
+    initiator: bool,
+) -> Result<(Channel, Hello, u16), HandshakeError> {
     let exchange = async {
-        stream
-            .write_all(&ours.frame)
-            .await
-            .map_err(HandshakeError::Send)?;
-        let mut body = Vec::new();
-        if !read_frame(stream, MAX_HELLO_LEN, &mut body).await? {
-            return Err(HandshakeError::Closed);
+        let mut ch = Channel::plain(stream);
+        if let Some(auth) = auth {
+            let secrets = auth.secrets();
+            let session = if initiator {
+                noise::initiate(&mut ch.stream, &auth.identity, &secrets.current).await?
+            } else {
+                noise::respond(&mut ch.stream, &auth.identity, &secrets).await?
+            };
+            ch.send = session.send;
+            ch.recv = session.recv;
+            ch.remote_identity = Some(session.remote_static);
         }
-        let hello = codec::decode_hello(&body)?;
-        let theirs = (hello.proto_min, hello.proto_max);
-        let version = negotiate(ours.range, theirs).ok_or(HandshakeError::NoCommonVersion {
-            ours: ours.range,
-            theirs,
-        })?;
-        Ok((hello, version))
+        let (hello, version) = hellos(&mut ch, ours).await?;
+        Ok((ch, hello, version))
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
         .await
@@ -103,12 +178,12 @@ pub async fn exchange(
 pub async fn dial(
     addr: SocketAddr,
     ours: &LocalHello,
-) -> Result<(TcpStream, Hello, u16), HandshakeError> {
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    auth: Option<&Auth>,
+) -> Result<(Channel, Hello, u16), HandshakeError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| HandshakeError::ConnectTimeout)?
         .map_err(HandshakeError::Connect)?;
     stream.set_nodelay(true).map_err(HandshakeError::Connect)?;
-    let (hello, version) = exchange(&mut stream, ours).await?;
-    Ok((stream, hello, version))
+    exchange(stream, ours, auth, true).await
 }

@@ -29,6 +29,10 @@ pub struct Extra {
     pub offloads: Offloads,
     /// Gossip bytes and connection terminations.
     pub control_traffic: ControlTraffic,
+    /// Authenticated membership, with `--secret-file`.
+    pub auth: Option<crate::auth::AuthStatus>,
+    /// The peer's public key (hex) of each authenticated connection.
+    pub identities: std::collections::HashMap<overlay_proto::node::ConnId, String>,
 }
 
 /// The status of `node` at `now`.
@@ -96,6 +100,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
                 remote: c.remote,
                 rtt_ms: c.rtt.map(|d| d.as_secs_f64() * 1000.0),
                 established_secs: now.saturating_duration_since(c.since).as_secs(),
+                identity: extra.identities.get(&c.conn).cloned(),
             })
             .collect(),
         targets: node
@@ -128,6 +133,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
         rejected_connections: extra.rejected_connections,
         control: node.stats().clone(),
         control_traffic: extra.control_traffic,
+        auth: extra.auth,
         offloads: extra.offloads,
         datapath: extra.datapath,
     }

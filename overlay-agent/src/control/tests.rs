@@ -72,6 +72,17 @@ fn hello_of(name: &str, advertise: SocketAddr, range: (u16, u16)) -> Hello {
 }
 
 async fn agent(name: &str, seeds: Vec<SocketAddr>) -> Agent {
+    agent_with(name, seeds, None).await
+}
+
+/// An agent holding the secrets of `secret_file` (its content).
+async fn secret_agent(name: &str, seeds: Vec<SocketAddr>, secret_file: &str) -> Agent {
+    let secrets = crate::auth::SecretSet::parse(secret_file).expect("secrets");
+    let auth = crate::auth::Auth::new(crate::auth::Identity::generate(), secrets);
+    agent_with(name, seeds, Some(auth)).await
+}
+
+async fn agent_with(name: &str, seeds: Vec<SocketAddr>, auth: Option<crate::auth::Auth>) -> Agent {
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = StateDir::open(tmp.path()).expect("state");
     let ipam = Arc::new(IpamStore::open(&state).expect("ipam"));
@@ -107,6 +118,7 @@ async fn agent(name: &str, seeds: Vec<SocketAddr>) -> Agent {
         mtu: 1400,
         listener,
         commands,
+        auth,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(driver.run(async {
@@ -339,5 +351,77 @@ async fn targets_come_and_go_through_the_handle() {
         s.targets.iter().all(|t| t.address != gone)
     })
     .await;
+    a.stop().await;
+}
+
+const SECRET: &str = "the-cluster-secret-0123456789";
+const OTHER: &str = "another-cluster-secret-987654";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_holders_of_the_secret_join_and_strangers_are_counted() {
+    let a = secret_agent("a", vec![], SECRET).await;
+    let b = secret_agent("b", vec![a.addr], SECRET).await;
+    let wrong = secret_agent("wrong", vec![a.addr, b.addr], OTHER).await;
+    let plain = agent("plain", vec![a.addr]).await;
+    let sa = a
+        .wait_for("a to reach b and refuse both strangers", 10, |s| {
+            reachable(s, "b") && s.control_traffic.handshakes_refused.bad_secret >= 2
+        })
+        .await;
+    let auth = sa.auth.expect("auth shown");
+    assert_eq!(auth.identity.len(), 64);
+    assert_eq!(
+        auth.secret_current,
+        crate::auth::Secret::new(SECRET.as_bytes()).fingerprint()
+    );
+    b.wait_for("b to refuse the wrong secret", 10, |s| {
+        s.control_traffic.handshakes_refused.bad_secret >= 1
+    })
+    .await;
+    // Keep going a while: the strangers redial, and never get in.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for s in [a.status().await, b.status().await] {
+        let names: Vec<_> = s.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "b"]
+                .into_iter()
+                .filter(|n| *n != s.name)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(s.connections.len(), 1, "{:?}", s.connections);
+    }
+    for s in [wrong.status().await, plain.status().await] {
+        assert!(s.peers.is_empty(), "{}: {:?}", s.name, s.peers);
+        assert!(s.connections.is_empty());
+    }
+    for x in [wrong, plain, b, a] {
+        x.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_secret_is_accepted_and_a_flood_is_rate_limited() {
+    // a is at step 2 (new, old), b still at step 0 (old): b starts with old, a accepts it.
+    let a = secret_agent("a", vec![], &format!("{OTHER}\n{SECRET}")).await;
+    let b = secret_agent("b", vec![a.addr], SECRET).await;
+    a.wait_for("a to reach b", 10, |s| reachable(s, "b")).await;
+    b.wait_for("b to reach a", 10, |s| reachable(s, "a")).await;
+    // A burst of connections that send nothing from one address: past the bucket, closed at
+    // once and counted.
+    let mut idle = Vec::new();
+    for _ in 0..(crate::auth::RATE_BURST as usize + 10) {
+        if let Ok(c) = TcpStream::connect(a.addr).await {
+            idle.push(c);
+        }
+    }
+    let s = a
+        .wait_for("the flood to be rate limited", 10, |s| {
+            s.control_traffic.handshakes_refused.rate_limited >= 5
+        })
+        .await;
+    assert!(reachable(&s, "b"), "the established peer stays");
+    drop(idle);
+    b.stop().await;
     a.stop().await;
 }

@@ -118,6 +118,17 @@ fn connections(r: &mut Registry, s: &Status) {
         None,
         s.control.refused,
     );
+    counters(
+        r,
+        "control_handshakes_refused",
+        "Inbound control handshakes refused by the agent: bad_secret (no accepted cluster secret), timeout, rate_limited (per source address), malformed, version",
+        None,
+        s.control_traffic
+            .handshakes_refused
+            .by_reason()
+            .into_iter()
+            .map(|(reason, n)| (vec![("reason", reason.to_owned())], n)),
+    );
     counter(
         r,
         "heartbeat_timeouts",

@@ -39,7 +39,8 @@ fn sample_status() -> Status {
                     "records_rejected": 1, "heartbeat_timeouts": 2, "refused": 6,
                     "claim_conflicts": 1},
         "control_traffic": {"gossip_sent_bytes": 1100, "gossip_received_bytes": 1200,
-                            "terminations": 3},
+                            "terminations": 3,
+                            "handshakes_refused": {"bad_secret": 7, "rate_limited": 2}},
         "datapath": {"tx_packets": 10, "tx_bytes": 2048, "rx_packets": 9, "rx_bytes": 100,
                      "relayed_packets": 1, "tx_super_packets": 2, "gso_sends": 3,
                      "gro_batches": 4, "rx_tun_writes": 5, "rx_coalesced_frames": 6,
@@ -101,6 +102,13 @@ fn every_family_carries_the_snapshot_values() {
     expect(&text, "overlay_connections_rejected_total", 4.0);
     expect(&text, "overlay_handshakes_refused_total", 6.0);
     expect(&text, "overlay_heartbeat_timeouts_total", 2.0);
+    for (reason, n) in [("bad_secret", 7.0), ("rate_limited", 2.0), ("timeout", 0.0)] {
+        expect(
+            &text,
+            &format!(r#"overlay_control_handshakes_refused_total{{reason="{reason}"}}"#),
+            n,
+        );
+    }
 
     let b = r#"{peer="node-b"}"#;
     expect(&text, &format!("overlay_peer_sent_packets_total{b}"), 40.0);

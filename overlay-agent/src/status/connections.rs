@@ -218,6 +218,7 @@ mod tests {
             remote: ([192, 168, 1, 11], 40312).into(),
             rtt_ms: None,
             established_secs: 3,
+            identity: None,
         });
         s.targets.push(TargetStatus {
             address: ([192, 168, 1, 12], 6783).into(),

@@ -78,6 +78,36 @@ pub fn render(s: &Status) -> String {
             ),
         );
     }
+    if let Some(auth) = &s.auth {
+        let next = auth
+            .secret_next
+            .as_ref()
+            .map(|n| format!(", next {n}"))
+            .unwrap_or_default();
+        line(
+            &mut out,
+            "Secret",
+            format!(
+                "current {}{next} (identity {})",
+                auth.secret_current, auth.identity
+            ),
+        );
+    }
+    let refused: Vec<String> = s
+        .control_traffic
+        .handshakes_refused
+        .by_reason()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, n)| format!("{n} {reason}"))
+        .collect();
+    if !refused.is_empty() {
+        line(
+            &mut out,
+            "Refused",
+            format!("handshakes: {}", refused.join(", ")),
+        );
+    }
 
     if !s.peers.is_empty() {
         out.push('\n');
@@ -267,6 +297,7 @@ pub(super) mod tests {
                 remote: ([192, 168, 1, 12], 6783).into(),
                 rtt_ms: Some(0.4),
                 established_secs: 12,
+                identity: None,
             }],
             targets: vec![TargetStatus {
                 address: ([192, 168, 1, 11], 6783).into(),
@@ -287,7 +318,9 @@ pub(super) mod tests {
                 gossip_sent_bytes: 3500,
                 gossip_received_bytes: 2900,
                 terminations: 0,
+                ..Default::default()
             },
+            auth: None,
             offloads: Offloads {
                 tun_vnet_hdr: true,
                 tun_tso: true,
