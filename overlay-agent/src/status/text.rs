@@ -18,7 +18,18 @@ pub fn render(s: &Status) -> String {
         format!("{} (instance {})", s.name, s.instance),
     );
     line(&mut out, "Advertised", s.advertise.to_string());
-    line(&mut out, "Encryption", "disabled".to_owned());
+    let encryption = match &s.auth {
+        None => "disabled".to_owned(),
+        Some(a) => {
+            let mut e = format!("control plane (Noise, secret {}", a.secret_current);
+            if let Some(next) = &a.secret_next {
+                let _ = write!(e, ", next {next}");
+            }
+            e.push_str("); data path not encrypted");
+            e
+        }
+    };
+    line(&mut out, "Encryption", encryption);
     line(&mut out, "PeerDiscovery", "enabled".to_owned());
     let targets = s
         .targets
@@ -391,6 +402,19 @@ Failing targets:
         assert_eq!(v["targets"][0]["state"], "waiting");
         let back: Status = serde_json::from_value(v).expect("deserialize");
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_cluster_secret_shows_as_control_plane_encryption() {
+        let mut s = sample();
+        s.auth = Some(crate::auth::AuthStatus {
+            identity: "ab".repeat(32),
+            secret_current: "1a2b3c4d".into(),
+            secret_next: Some("5e6f7a8b".into()),
+        });
+        assert!(render(&s).contains(
+            "    Encryption: control plane (Noise, secret 1a2b3c4d, next 5e6f7a8b); data path not encrypted\n"
+        ));
     }
 
     #[test]
