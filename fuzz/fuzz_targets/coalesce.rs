@@ -1,7 +1,8 @@
 //! The coalescer (network → TUN). The input is a configuration byte and a sequence of
 //! packets, each `[flags][len: u16 BE][bytes]`; flags bit 0: arrived csum_partial, bit 1:
 //! fix lengths and checksums first, bit 2: flush after it, bit 3: make it the next segment of
-//! the previous packet (same headers, sequence number advanced, these bytes as payload).
+//! the previous packet (same headers, sequence number advanced, these bytes as payload), bit
+//! 4: grow it to 256 × the declared length (large packets from short inputs).
 //!
 //! `push`/`flush` never panic, and every frame written is checked against the inputs:
 //! - a plain frame (GSO_NONE) is an input byte for byte; NEEDS_CSUM only if that input
@@ -15,7 +16,7 @@
 //! - after the final flush every non-empty input has been written exactly once.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use overlay_fuzz::{be16, be32, fix_up, ip_checksum_ok, l4_checksum_ok, layout, pseudo, put16, Layout, TCP, UDP};
+use overlay_fuzz::{be16, be32, fix_up, grow, ip_checksum_ok, l4_checksum_ok, layout, pseudo, put16, Layout, TCP, UDP};
 use overlay_proto::coalesce::{CoalesceConfig, Coalescer, MAX_PACKET_LEN, MAX_UDP_SEGMENTS};
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 
@@ -146,6 +147,11 @@ fuzz_target!(|data: &[u8]| {
         rest = tail;
         let partial = flags & 1 != 0;
         let mut p = bytes.to_vec();
+        if flags & 16 != 0 {
+            // Stand for a large packet: grow to 256 × the declared length (capped at 65535).
+            let want = (usize::from(u16::from_be_bytes([hi, lo])) * 256).min(MAX_PACKET_LEN);
+            grow(&mut p, want);
+        }
         if flags & 8 != 0 {
             if let Some(l) = layout(&prev) {
                 let mut next = prev[..l.hdrs()].to_vec();
@@ -154,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
                     next[l.ip_len + 4..l.ip_len + 8].copy_from_slice(&seq.to_be_bytes());
                     put16(&mut next, l.ip_len + 12, be16(&prev, l.ip_len + 12));
                 }
-                next.extend_from_slice(bytes);
+                next.extend_from_slice(&p);
                 next.truncate(MAX_PACKET_LEN);
                 p = next;
                 fix_up(&mut p, partial);

@@ -8,7 +8,7 @@
 //! original payload.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use overlay_fuzz::{be16, be32, fix_up, ip_checksum_ok, l4_checksum_ok, layout, pseudo, TCP};
+use overlay_fuzz::{be16, be32, fix_up, grow, ip_checksum_ok, l4_checksum_ok, layout, pseudo, TCP};
 use overlay_proto::header::{Header, Kind, FLAG_CSUM_PARTIAL, HEADER_LEN};
 use overlay_proto::segment::{split, split_layout, MAX_SEGMENTS, MAX_SPLIT_LEN};
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
@@ -17,17 +17,22 @@ use overlay_proto::PeerId;
 const SENTINEL: u8 = 0xa5;
 
 fuzz_target!(|data: &[u8]| {
-    // Byte 0: bit 0 = fix the packet's lengths and checksums first (reaches deep paths).
+    // Byte 0: bit 0 = fix the packet's lengths and checksums first (reaches deep paths);
+    // bits 1-2: grow the packet to 20000, 65535 or 65575 bytes (the largest TSO packets).
     let Some((&mode, rest)) = data.split_first() else { return };
     let Ok(vnet) = VnetHdr::parse(rest) else { return };
     let mut packet = rest[VNET_HDR_LEN..].to_vec();
+    match (mode >> 1) & 3 {
+        0 => {}
+        n => grow(&mut packet, [0, 20000, 65535, 65575][usize::from(n)]),
+    }
     if mode & 1 == 1 {
         fix_up(&mut packet, vnet.flags & VnetHdr::NEEDS_CSUM != 0);
     }
     let header = Header {
         kind: Kind::Ip,
         hop_limit: 16,
-        flags: mode & 0xfe | FLAG_CSUM_PARTIAL * (mode >> 7),
+        flags: mode & 0xf8 | FLAG_CSUM_PARTIAL * (mode >> 7),
         src: PeerId(1),
         dst: PeerId(2),
     };

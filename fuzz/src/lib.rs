@@ -112,21 +112,34 @@ pub fn ip_checksum_ok(l: &Layout, p: &[u8]) -> bool {
     l.v6 || checksum::sum(&p[..l.ip_len]) == 0xffff
 }
 
+/// Extends `p` to `len` bytes by repeating its tail after the first 60 bytes (or zeros), so
+/// that a short fuzz input can stand for a packet of any size.
+pub fn grow(p: &mut Vec<u8>, len: usize) {
+    let from = p.len().min(60);
+    let mut i = from;
+    while p.len() < len {
+        let b = if i < p.len() { p[i] } else { 0 };
+        p.push(b);
+        i += 1;
+    }
+}
+
 /// Makes `p` consistent, as a sender's kernel would: IP length fields, UDP length, IPv4
 /// header checksum, and the L4 checksum (full, or the pseudo-header sum when `partial`).
 /// Leaves anything that is not IPv4/IPv6 TCP/UDP with complete headers as it is.
 pub fn fix_up(p: &mut [u8], partial: bool) {
-    let Ok(len) = u16::try_from(p.len()) else {
+    let Some(l) = layout(p) else { return };
+    // IPv4: total length; IPv6: payload length (so up to 65575 bytes); UDP: its length.
+    let field = if l.v6 { p.len() - 40 } else { p.len() };
+    let Ok(field) = u16::try_from(field) else {
         return;
     };
-    let Some(l) = layout(p) else { return };
-    if l.v6 {
-        put16(p, 4, len - 40);
-    } else {
-        put16(p, 2, len);
-    }
+    put16(p, if l.v6 { 4 } else { 2 }, field);
     if l.proto == UDP {
-        put16(p, l.ip_len + 4, len - l.ip_len as u16);
+        let Ok(udp) = u16::try_from(p.len() - l.ip_len) else {
+            return;
+        };
+        put16(p, l.ip_len + 4, udp);
     }
     let at = l.ip_len + l.csum_offset();
     put16(p, at, 0);
