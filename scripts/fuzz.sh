@@ -75,7 +75,7 @@ for t in "${targets[@]}"; do
 done
 wait || true
 
-printf '\n%-16s %8s %12s %8s %8s %s\n' target seconds runs cov ft "last new coverage"
+printf '\n%-16s %8s %12s %8s %8s %s\n' target seconds runs cov ft "cov last grew at"
 for t in "${targets[@]}"; do
   log=$logs/$t.log
   if grep -q -E "panicked|ERROR: libFuzzer|SUMMARY: .*Sanitizer" "$log"; then
@@ -87,7 +87,10 @@ for t in "${targets[@]}"; do
   runs=$(sed -n 's/.*stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -1)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$done_line")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$done_line")
-  last=$(grep -E "#[0-9]+[[:space:]]+NEW[[:space:]]" "$log" | tail -1 | awk '{print $1 "s, " $2}' || true)
+  # When cov: last grew (ft: may still creep up on a plateau of cov:).
+  last=$(grep -E "#[0-9]+[[:space:]]+(INITED|NEW)[[:space:]]" "$log" |
+    awk '{ for (i = 1; i < NF; i++) if ($i == "cov:" && $(i + 1) != c) { c = $(i + 1); t = $1; r = $2 } }
+         END { if (t != "") print t "s (" r ")" }' || true)
   secs=$(tail -1 "$log" | awk '{print $1}')
   printf '%-16s %8s %12s %8s %8s %s\n' "$t" "$secs" "${runs:-?}" "${cov:-?}" "${ft:-?}" "${last:-none}"
 done

@@ -19,7 +19,9 @@ fn name(s: &str) -> PeerName {
 }
 
 fn write(target: &str, seed: &str, bytes: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     std::fs::create_dir_all(&dir).expect("corpus dir");
     std::fs::write(dir.join(seed), bytes).expect("write seed");
 }
@@ -51,7 +53,12 @@ fn hello(v6: bool) -> Hello {
             name: name("node-1.example"),
             instance: 0xdead_beef,
             advertise: if v6 {
-                SocketAddr::V6(SocketAddrV6::new("fd00::1".parse().expect("ip"), 6783, 0, 0))
+                SocketAddr::V6(SocketAddrV6::new(
+                    "fd00::1".parse().expect("ip"),
+                    6783,
+                    0,
+                    0,
+                ))
             } else {
                 SocketAddr::from(([192, 168, 0, 1], 6783))
             },
@@ -182,7 +189,11 @@ fn main() {
     let mut s = vec![0];
     s.extend_from_slice(&stream);
     write("frames", "stream-whole", &s);
-    write("frames", "small-limits", &[1, 1, 0, 0, 0, 2, b'h', b'i', 0, 0, 0, 99]);
+    write(
+        "frames",
+        "small-limits",
+        &[1, 1, 0, 0, 0, 2, b'h', b'i', 0, 0, 0, 99],
+    );
 
     // trace
     let mut b = [0u8; MAX_REPORT_LEN];
@@ -242,7 +253,14 @@ fn main() {
     let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     let split_seeds = [
         ("tcp4-tso", VnetHdr::GSO_TCPV4, false, TCP, 1000u16, true),
-        ("tcp4-tso-ecn-full", VnetHdr::GSO_TCPV4 | VnetHdr::GSO_ECN, false, TCP, 1400, false),
+        (
+            "tcp4-tso-ecn-full",
+            VnetHdr::GSO_TCPV4 | VnetHdr::GSO_ECN,
+            false,
+            TCP,
+            1400,
+            false,
+        ),
         ("tcp6-tso", VnetHdr::GSO_TCPV6, true, TCP, 1200, true),
         ("udp4-uso", VnetHdr::GSO_UDP_L4, false, UDP, 1000, true),
         ("udp6-uso-full", VnetHdr::GSO_UDP_L4, true, UDP, 700, false),
@@ -300,11 +318,7 @@ fn main() {
     // cni
     let prev = r#"{"cniVersion":"1.1.0","interfaces":[{"name":"vethabc","mac":"02:00:00:00:00:01"},{"name":"eth0","mac":"02:00:00:00:00:02","mtu":1410,"sandbox":"/var/run/netns/p","socketPath":"/x"}],"ips":[{"address":"10.32.1.2/24","gateway":"10.32.1.1","interface":1},{"address":"fd00::2/64","interface":1,"extra":true}],"routes":[{"dst":"0.0.0.0/0","gw":"10.32.1.1","mtu":1400},{"dst":"::/0"}],"dns":{"nameservers":["10.96.0.10"],"domain":"cluster.local","search":["svc"],"options":["ndots:5"]},"custom":{"a":[1,2.5,null]}}"#;
     write("cni_prev_result", "full", prev.as_bytes());
-    write(
-        "cni_prev_result",
-        "minimal",
-        br#"{"cniVersion":"1.0.0"}"#,
-    );
+    write("cni_prev_result", "minimal", br#"{"cniVersion":"1.0.0"}"#);
     write(
         "cni_netconf",
         "minimal",
@@ -320,7 +334,8 @@ fn main() {
         "gc",
         br#"{"cniVersion":"1.1.0","name":"overlay","type":"overlay-cni","cni.dev/valid-attachments":[{"containerID":"abc","ifname":"eth0"}],"cni.dev/attachments":[]}"#,
     );
-    let chained =
-        format!(r#"{{"cniVersion":"1.1.0","name":"overlay","type":"overlay-cni","prevResult":{prev}}}"#);
+    let chained = format!(
+        r#"{{"cniVersion":"1.1.0","name":"overlay","type":"overlay-cni","prevResult":{prev}}}"#
+    );
     write("cni_netconf", "prev-result", chained.as_bytes());
 }

@@ -8,9 +8,15 @@ use overlay_cni::netconf::{NetConf, MAX_AGENT_WAIT_SECONDS, MTU_RANGE};
 use overlay_cni::result::CniResult;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(conf) = NetConf::parse(data) else { return };
+    let Ok(conf) = NetConf::parse(data) else {
+        return;
+    };
     assert!(overlay_cni::SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()));
-    assert!(conf.name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()));
+    assert!(conf
+        .name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric()));
     assert!(!conf.kind.is_empty());
     assert_ne!(conf.api.port(), 0);
     assert!(conf.mtu.is_none_or(|m| MTU_RANGE.contains(&m)));

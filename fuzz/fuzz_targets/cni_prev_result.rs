@@ -19,7 +19,10 @@ fn ours() -> CniResult {
     };
     CniResult {
         cni_version: "1.1.0".into(),
-        interfaces: vec![iface("vethabc", None), iface("eth0", Some("/var/run/netns/p"))],
+        interfaces: vec![
+            iface("vethabc", None),
+            iface("eth0", Some("/var/run/netns/p")),
+        ],
         ips: vec![IpConfig {
             address: "10.32.1.2/24".parse().expect("net"),
             gateway: Some("10.32.1.1".parse().expect("ip")),
@@ -37,7 +40,9 @@ fn ours() -> CniResult {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(prev) = serde_json::from_slice::<CniResult>(data) else { return };
+    let Ok(prev) = serde_json::from_slice::<CniResult>(data) else {
+        return;
+    };
     let json = prev.to_json().expect("prints");
     let again: CniResult = serde_json::from_str(&json).expect("parses back");
     assert_eq!(again, prev, "round trip");

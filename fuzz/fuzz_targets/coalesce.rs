@@ -16,7 +16,10 @@
 //! - after the final flush every non-empty input has been written exactly once.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use overlay_fuzz::{be16, be32, fix_up, grow, ip_checksum_ok, l4_checksum_ok, layout, pseudo, put16, Layout, TCP, UDP};
+use overlay_fuzz::{
+    be16, be32, fix_up, grow, ip_checksum_ok, l4_checksum_ok, layout, pseudo, put16, Layout, TCP,
+    UDP,
+};
 use overlay_proto::coalesce::{CoalesceConfig, Coalescer, MAX_PACKET_LEN, MAX_UDP_SEGMENTS};
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 
@@ -32,7 +35,10 @@ fn flow(p: &[u8]) -> Option<(bool, Vec<u8>, u8, [u8; 4])> {
             (false, &p[12..20], p[9], ihl)
         }
         6 if p.len() >= 40 => {
-            if matches!(p[6], 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254) {
+            if matches!(
+                p[6],
+                0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254
+            ) {
                 return None;
             }
             (true, &p[8..40], p[6], 40)
@@ -54,7 +60,14 @@ fn next_of_flow(inputs: &[Input], p: &[u8]) -> usize {
     let key = flow(p);
     inputs
         .iter()
-        .position(|i| !i.written && if key.is_some() { flow(&i.bytes) == key } else { i.bytes == p })
+        .position(|i| {
+            !i.written
+                && if key.is_some() {
+                    flow(&i.bytes) == key
+                } else {
+                    i.bytes == p
+                }
+        })
         .unwrap_or_else(|| panic!("frame {p:02x?} matches no pending input"))
 }
 
@@ -64,7 +77,10 @@ fn check_frame(inputs: &mut [Input], frame: &[u8]) {
     assert!(!pkt.is_empty() && pkt.len() <= MAX_PACKET_LEN);
     if vnet.gso_type == VnetHdr::GSO_NONE {
         let j = next_of_flow(inputs, pkt);
-        assert_eq!(inputs[j].bytes, pkt, "plain frame is the next input of its flow");
+        assert_eq!(
+            inputs[j].bytes, pkt,
+            "plain frame is the next input of its flow"
+        );
         if vnet != VnetHdr::default() {
             assert!(inputs[j].partial, "NEEDS_CSUM only for a partial input");
             assert_eq!(vnet.flags, VnetHdr::NEEDS_CSUM);
@@ -103,7 +119,11 @@ fn check_frame(inputs: &mut [Input], frame: &[u8]) {
     if l.proto == UDP {
         assert_eq!(usize::from(be16(pkt, l.ip_len + 4)), pkt.len() - l.ip_len);
     }
-    assert_eq!(be16(pkt, l.ip_len + l.csum_offset()), pseudo(&l, pkt), "partial L4 checksum");
+    assert_eq!(
+        be16(pkt, l.ip_len + l.csum_offset()),
+        pseudo(&l, pkt),
+        "partial L4 checksum"
+    );
     let chunks: Vec<&[u8]> = pkt[hdrs..].chunks(gso).collect();
     assert!(chunks.len() >= 2, "a merged frame holds several segments");
     if l.proto == UDP {
@@ -116,10 +136,17 @@ fn check_frame(inputs: &mut [Input], frame: &[u8]) {
         let q = &input.bytes;
         assert_eq!(layout(q), Some(l), "segment {k}: same header layout");
         assert_eq!(&q[hdrs..], *chunk, "segment {k}: payload");
-        assert!(input.partial || l4_checksum_ok(&l, q), "segment {k}: bad checksum merged");
+        assert!(
+            input.partial || l4_checksum_ok(&l, q),
+            "segment {k}: bad checksum merged"
+        );
         if l.proto == TCP {
             let t = l.ip_len;
-            assert_eq!(be32(q, t + 4), seq.wrapping_add((k * gso) as u32), "segment {k}: seq");
+            assert_eq!(
+                be32(q, t + 4),
+                seq.wrapping_add((k * gso) as u32),
+                "segment {k}: seq"
+            );
             assert_eq!(&q[t + 8..t + 13], &pkt[t + 8..t + 13], "ack, offset");
             assert_eq!(&q[t + 14..t + 16], &pkt[t + 14..t + 16], "window");
             assert_eq!(&q[t + 20..hdrs], &pkt[t + 20..hdrs], "options");
@@ -135,8 +162,13 @@ fn check_frame(inputs: &mut [Input], frame: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cfg, mut rest)) = data.split_first() else { return };
-    let config = CoalesceConfig { tcp: cfg & 1 != 0, udp: cfg & 2 != 0 };
+    let Some((&cfg, mut rest)) = data.split_first() else {
+        return;
+    };
+    let config = CoalesceConfig {
+        tcp: cfg & 1 != 0,
+        udp: cfg & 2 != 0,
+    };
     let mut c = Coalescer::with_slots(config, usize::from(cfg >> 2 & 7) + 1);
     let mut inputs: Vec<Input> = Vec::new();
     let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -156,7 +188,8 @@ fuzz_target!(|data: &[u8]| {
             if let Some(l) = layout(&prev) {
                 let mut next = prev[..l.hdrs()].to_vec();
                 if l.proto == TCP {
-                    let seq = be32(&prev, l.ip_len + 4).wrapping_add((prev.len() - l.hdrs()) as u32);
+                    let seq =
+                        be32(&prev, l.ip_len + 4).wrapping_add((prev.len() - l.hdrs()) as u32);
                     next[l.ip_len + 4..l.ip_len + 8].copy_from_slice(&seq.to_be_bytes());
                     put16(&mut next, l.ip_len + 12, be16(&prev, l.ip_len + 12));
                 }
@@ -170,7 +203,11 @@ fuzz_target!(|data: &[u8]| {
         }
         c.push(&p, partial, &mut |f: &[u8]| frames.push(f.to_vec()));
         if !p.is_empty() {
-            inputs.push(Input { bytes: p.clone(), partial, written: false });
+            inputs.push(Input {
+                bytes: p.clone(),
+                partial,
+                written: false,
+            });
         }
         prev = p;
         for f in frames.drain(..) {

@@ -107,7 +107,10 @@ fuzz_target!(|data: &[u8]| {
         reference.merge(r);
     }
     for r in topo.iter() {
-        assert!(r.validate(cluster, 24).is_ok(), "invalid record held: {r:?}");
+        assert!(
+            r.validate(cluster, 24).is_ok(),
+            "invalid record held: {r:?}"
+        );
         if r.name != me {
             assert_eq!(reference.get(&r.name), Some(r), "merge depends on order");
         }

@@ -12,8 +12,18 @@ fuzz_target!(|data: &[u8]| {
             let mut relayed = data.to_vec();
             let hops = h.hop_limit.wrapping_sub(1);
             assert_eq!(Header::set_hop_limit(&mut relayed, hops), Some(()));
-            assert_eq!(Header::parse(&relayed), Ok(Header { hop_limit: hops, ..h }));
-            assert_eq!(&relayed[HEADER_LEN..], &data[HEADER_LEN..], "payload untouched");
+            assert_eq!(
+                Header::parse(&relayed),
+                Ok(Header {
+                    hop_limit: hops,
+                    ..h
+                })
+            );
+            assert_eq!(
+                &relayed[HEADER_LEN..],
+                &data[HEADER_LEN..],
+                "payload untouched"
+            );
         }
         Err(HeaderError::Truncated(n)) => assert!(n == data.len() && n < HEADER_LEN),
         Err(HeaderError::UnknownVersion(v)) => assert!(v == data[0] && v != VERSION),

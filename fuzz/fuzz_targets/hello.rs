@@ -15,14 +15,21 @@ fuzz_target!(|data: &[u8]| {
             encode_hello(&hello, &mut out);
             let (prefix, body) = out[1..].split_first_chunk::<LEN_PREFIX>().expect("prefix");
             assert_eq!(frame_len(*prefix, MAX_HELLO_LEN), Ok(body.len()));
-            assert!(body.len() <= data.len(), "re-encoding is no longer than the input");
+            assert!(
+                body.len() <= data.len(),
+                "re-encoding is no longer than the input"
+            );
             assert_eq!(&body[..HELLO_FIXED_LEN], &data[..HELLO_FIXED_LEN]);
             assert_eq!(decode_hello(body), Ok(hello));
         }
         Err(CodecError::FrameTooLarge(n, MAX_HELLO_LEN)) => assert!(n > MAX_HELLO_LEN),
         Err(CodecError::BadMagic(m)) => assert_ne!(m, HELLO_MAGIC),
         Err(CodecError::HelloTruncated(n)) => assert!(n < HELLO_FIXED_LEN),
-        Err(CodecError::BadHelloBody { proto_min, proto_max, .. }) => {
+        Err(CodecError::BadHelloBody {
+            proto_min,
+            proto_max,
+            ..
+        }) => {
             assert_eq!(proto_min, u16::from_be_bytes([data[4], data[5]]));
             assert_eq!(proto_max, u16::from_be_bytes([data[6], data[7]]));
         }

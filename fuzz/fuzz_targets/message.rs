@@ -3,7 +3,9 @@
 //! the input) into a frame that decodes to the same message.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use overlay_proto::codec::{decode_message, encode_message, frame_len, CodecError, LEN_PREFIX, MAX_FRAME_LEN};
+use overlay_proto::codec::{
+    decode_message, encode_message, frame_len, CodecError, LEN_PREFIX, MAX_FRAME_LEN,
+};
 
 fuzz_target!(|data: &[u8]| {
     match decode_message(data) {
@@ -17,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(body.len() <= data.len());
             assert_eq!(decode_message(body), Ok(Some(msg)));
         }
-        Ok(None) => assert!(!(1..=5).contains(&data[0]), "known type {} skipped", data[0]),
+        Ok(None) => assert!(
+            !(1..=5).contains(&data[0]),
+            "known type {} skipped",
+            data[0]
+        ),
         Err(CodecError::EmptyMessage) => assert!(data.is_empty()),
         Err(CodecError::BadPayload { ty, .. }) => assert_eq!(ty, data[0]),
         Err(CodecError::TrailingBytes { ty, extra }) => {

@@ -2,7 +2,9 @@
 //! for byte but the reserved bytes; report: within MAX_REPORT_LEN) and parses back equal.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use overlay_proto::trace::{Probe, Report, TraceError, MAX_REPORT_LEN, PROBE_LEN, REPORT_FIXED_LEN};
+use overlay_proto::trace::{
+    Probe, Report, TraceError, MAX_REPORT_LEN, PROBE_LEN, REPORT_FIXED_LEN,
+};
 
 fuzz_target!(|data: &[u8]| {
     match Probe::parse(data) {
