@@ -212,6 +212,19 @@ mod tests {
     }
 
     #[test]
+    fn numbers_kept_as_given_survive_printing_and_parsing() {
+        // Found by fuzzing (fuzz target `cni_prev_result`): a number too large for an integer
+        // in a field kept in `extra` was parsed to a float near it, and printing and parsing
+        // that float again gave a different one, so the prevResult handed on was not the one
+        // received. serde_json's `float_roundtrip` parses floats exactly.
+        let input = br#"{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","mac":"72:","mtu2":1408888868888888888888888888888888888888888888888888888888888880}],"custom":[2.5e-300,1.7976931348623157e308,0.1,1.4088888688888893e63]}"#;
+        let prev: CniResult = serde_json::from_slice(input).expect("parses");
+        let json = prev.to_json().expect("prints");
+        let again: CniResult = serde_json::from_str(&json).expect("parses back");
+        assert_eq!(again, prev, "{json}");
+    }
+
+    #[test]
     fn result_has_the_cni_1_0_shape() {
         let v: serde_json::Value =
             serde_json::from_str(&sample("1.0.0").to_json().expect("json")).expect("parse");
