@@ -734,6 +734,107 @@ mod tests {
         }
     }
 
+    /// `packet` from A to `to`, sealed with the pair secret `[7; 32]`.
+    fn sealed_datagram(to: PeerId, packet: &[u8]) -> Vec<u8> {
+        use crate::datapath::keys::{KeyTable, PeerKey, Sealers};
+        use overlay_proto::seal::{self, Suite};
+        let keys = KeyTable {
+            version: 1,
+            keys: [(
+                to,
+                PeerKey {
+                    generation: 1,
+                    secret: [7; 32],
+                },
+            )]
+            .into(),
+        };
+        let mut d = datagram(Header::ip(A.id(), to), packet);
+        let plain = seal::single(d.len());
+        d.resize(d.len() + seal::OVERHEAD, 0);
+        let mut sealers = Sealers::new(A.id(), Suite::ChaCha20Poly1305);
+        let layout = sealers.seal(&keys, to, 0, &mut d, plain).expect("sealed");
+        assert_eq!(layout.total_len, d.len());
+        d
+    }
+
+    #[test]
+    fn sealing_is_required_with_encrypt_and_refused_without() {
+        use crate::datapath::keys::{KeyTable, Openers, PeerKey};
+        let table = table_of(B, false);
+        let packet = ipv4_udp([10, 32, 1, 5], [10, 32, 2, 1], b"payload");
+        let keys = KeyTable {
+            version: 1,
+            keys: [(
+                A.id(),
+                PeerKey {
+                    generation: 1,
+                    secret: [7; 32],
+                },
+            )]
+            .into(),
+        };
+        let mut openers = Openers::new(B.id());
+        openers.sync(&keys);
+        let mut sealed = Sealed {
+            openers: &mut openers,
+            keys: &keys,
+            now: 0,
+        };
+        // Sealed, with --encrypt: a tampered copy is refused (and moves no replay window),
+        // the genuine one opened and delivered as the plain packet.
+        let mut d = sealed_datagram(B.id(), &packet);
+        let mut replayed = d.clone();
+        let mut tampered = d.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(
+            decap_datagram(&table, &mut tampered, &mut sealed),
+            RxVerdict::Drop(DropReason::BadTag)
+        );
+        assert_eq!(
+            decap_datagram(&table, &mut d, &mut sealed),
+            RxVerdict::Deliver {
+                range: HEADER_LEN..HEADER_LEN + packet.len(),
+                src: A.id(),
+                partial: None
+            }
+        );
+        assert_eq!(&d[HEADER_LEN..HEADER_LEN + packet.len()], &packet[..]);
+        // Replayed, not sealed, or from a peer without a key: dropped.
+        assert_eq!(
+            decap_datagram(&table, &mut replayed, &mut sealed),
+            RxVerdict::Drop(DropReason::Replay)
+        );
+        let mut plain = datagram(Header::ip(A.id(), B.id()), &packet);
+        assert_eq!(
+            decap_datagram(&table, &mut plain, &mut sealed),
+            RxVerdict::Drop(DropReason::Unsealed)
+        );
+        let mut from_c = sealed_datagram(B.id(), &packet);
+        from_c[4..12].copy_from_slice(&C.id().0.to_be_bytes());
+        assert_eq!(
+            decap_datagram(&table, &mut from_c, &mut sealed),
+            RxVerdict::Drop(DropReason::NoKey)
+        );
+        // Without --encrypt a sealed datagram for this node is refused.
+        let mut d = sealed_datagram(B.id(), &packet);
+        assert_eq!(
+            decap(&table, &A.underlay(), &mut d),
+            RxVerdict::Drop(DropReason::SealedUnexpected)
+        );
+        // A relay forwards a sealed datagram untouched but for the hop limit, keys or not.
+        let relay = table_of(C, true);
+        let d = sealed_datagram(B.id(), &packet);
+        let mut relayed = d.clone();
+        assert_eq!(
+            decap_datagram(&relay, &mut relayed, &mut sealed),
+            RxVerdict::Relay { to: B.underlay() }
+        );
+        assert_eq!(relayed[HEADER_LEN..], d[HEADER_LEN..]);
+        assert_eq!(relayed[2] + 1, d[2], "one hop less");
+    }
+
     #[test]
     fn garbage_from_a_peer_never_panics() {
         let table = table_of(B, false);
