@@ -329,9 +329,9 @@ impl Config {
                 v => Ok(PathBuf::from(v)),
             })?),
         };
-        match (encrypt, &secret_file) {
-            (true, None) => return Err(ConfigError::EncryptWithoutSecret),
-            (true, Some(_)) | (false, _) => {}
+        if encrypt && secret_file.is_none() {
+            // The data keys come from the authenticated handshakes.
+            return Err(ConfigError::EncryptWithoutSecret);
         }
         if let Some(path) = &secret_file {
             crate::auth::SecretSet::load(path).map_err(|reason| ConfigError::SecretFile {

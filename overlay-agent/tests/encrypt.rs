@@ -169,7 +169,7 @@ fn sniff(stop: &AtomicBool, ready: &std::sync::mpsc::Sender<()>) -> (bool, Vec<S
         let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
         let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
         let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let udp = (ip[9] == 17 && total >= 28 && total <= 512).then(|| {
+        let udp = (ip[9] == 17 && (28..=512).contains(&total)).then(|| {
             let u = &ip[20..total];
             let sport = u16::from_be_bytes([u[0], u[1]]);
             let dport = u16::from_be_bytes([u[2], u[3]]);
