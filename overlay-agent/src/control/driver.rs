@@ -239,8 +239,14 @@ impl<H: Host> Driver<H> {
                 let up = self
                     .node
                     .handle_connection_up(conn, direction, dialed, remote, &hello, now);
-                if matches!(up, Ok(()) | Err(Refusal::Duplicate(_))) {
-                    self.key_peer(&hello.body.name, hello.body.instance, identity);
+                // A duplicate (the connection of the other direction won) proved the key too,
+                // but only adds one where none is held.
+                match &up {
+                    Ok(()) => self.key_peer(&hello.body.name, hello.body.instance, identity, true),
+                    Err(Refusal::Duplicate(_)) => {
+                        self.key_peer(&hello.body.name, hello.body.instance, identity, false);
+                    }
+                    Err(_) => {}
                 }
                 match up {
                     Ok(()) => {
@@ -285,6 +291,7 @@ impl<H: Host> Driver<H> {
         peer: &overlay_proto::PeerName,
         instance: u64,
         identity: Option<[u8; 32]>,
+        replace: bool,
     ) {
         let (Some(keys), Some(auth)) = (self.data_keys.as_mut(), self.auth.as_ref()) else {
             return;
@@ -296,7 +303,7 @@ impl<H: Host> Driver<H> {
             warn!(%peer, "the peer's identity key gives no shared secret: no data key");
             return;
         };
-        if keys.handshaked(peer, instance, &dh, self.node.topology()) {
+        if keys.handshaked(peer, instance, &dh, self.node.topology(), replace) {
             info!(%peer, instance = %crate::status::instance_hex(instance), "data key for the peer published");
         }
     }

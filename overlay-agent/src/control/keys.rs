@@ -99,18 +99,21 @@ impl DataKeys {
         self.entries.contains_key(&peer)
     }
 
-    /// A handshake with `name` (instance `instance`) proved the static key `remote_static`
-    /// (`dh` = [`static_dh`] with it): (re)keys the peer if its secret changed. Returns true
-    /// if the published table changed.
+    /// A handshake with `name` (instance `instance`) proved the static key whose
+    /// [`static_dh`] with ours is `dh`: (re)keys the peer if its secret changed, or — when
+    /// `replace` is false (a duplicate connection the node did not keep) — only if no key for
+    /// it is held, so a connection that was refused cannot change the key in use. Returns
+    /// true if the published table changed.
     pub fn handshaked(
         &mut self,
         name: &PeerName,
         instance: u64,
         dh: &[u8; 32],
         topology: &Topology,
+        replace: bool,
     ) -> bool {
         let peer = name.id();
-        if peer == self.me {
+        if peer == self.me || (!replace && self.entries.contains_key(&peer)) {
             return false;
         }
         let secret = seal::session_secret(
@@ -222,15 +225,15 @@ mod tests {
         let mut ka = DataKeys::new(ea.clone(), 11);
         let mut kb = DataKeys::new(eb.clone(), 22);
         let t = Topology::new();
-        assert!(ka.handshaked(&b, 22, &dh_a, &t));
-        assert!(kb.handshaked(&a, 11, &dh_b, &t));
+        assert!(ka.handshaked(&b, 22, &dh_a, &t, true));
+        assert!(kb.handshaked(&a, 11, &dh_b, &t, true));
         assert_eq!(
             published(&ea).keys[&b.id()].secret,
             published(&eb).keys[&a.id()].secret
         );
         // Another run of b: another secret.
         let mut kb2 = DataKeys::new(eb.clone(), 23);
-        kb2.handshaked(&a, 11, &dh_b, &t);
+        kb2.handshaked(&a, 11, &dh_b, &t, true);
         assert_ne!(
             published(&ea).keys[&b.id()].secret,
             published(&eb).keys[&a.id()].secret
@@ -246,22 +249,25 @@ mod tests {
         let dh = [5u8; 32];
         let t = topo(&[record("b", 7, false)]);
         assert_eq!(published(&e).version, 0);
-        assert!(k.handshaked(&b, 7, &dh, &t));
+        assert!(k.handshaked(&b, 7, &dh, &t, true));
         let first = published(&e);
         assert_eq!(first.version, 1);
         let g1 = first.keys[&b.id()].generation;
         // A reconnect of the same run (even after a secret rotation): nothing changes.
-        assert!(!k.handshaked(&b, 7, &dh, &t));
+        assert!(!k.handshaked(&b, 7, &dh, &t, true));
         assert_eq!(published(&e).version, 1);
         // The connection closing changes nothing either; prune keeps a live peer.
         assert!(!k.prune(&t));
         assert!(k.has_key(b.id()));
+        // A duplicate connection that was not kept cannot change the key in use.
+        assert!(!k.handshaked(&b, 7, &[6u8; 32], &t, false));
+        assert_eq!(published(&e).version, 1);
         // Ourselves: never keyed.
-        assert!(!k.handshaked(&me, 1, &dh, &t));
+        assert!(!k.handshaked(&me, 1, &dh, &t, true));
 
         // b restarts: its new run handshakes before its new record arrives (the topology
         // still shows run 7): a new generation, and the stale record does not prune it.
-        assert!(k.handshaked(&b, 8, &dh, &t));
+        assert!(k.handshaked(&b, 8, &dh, &t, true));
         let second = published(&e);
         let g2 = second.keys[&b.id()].generation;
         assert!(g2 > g1);
@@ -274,7 +280,7 @@ mod tests {
         assert!(published(&e).keys.is_empty());
 
         // A peer that left: its key goes.
-        assert!(k.handshaked(&b, 9, &dh, &t));
+        assert!(k.handshaked(&b, 9, &dh, &t, true));
         assert!(!k.prune(&topo(&[record("b", 9, false)])));
         assert!(k.prune(&topo(&[record("b", 9, true)])));
         assert!(!k.has_key(b.id()));
