@@ -60,6 +60,9 @@ pub struct Config {
     /// The cluster secret file (`--secret-file`, see [`crate::auth`]): only peers holding
     /// one of its secrets may connect.
     pub secret_file: Option<PathBuf>,
+    /// Seal every data datagram (`--encrypt`, needs `secret_file`): see
+    /// [`crate::datapath::Encryption`] and [`crate::control::keys`].
+    pub encrypt: bool,
     /// How log lines are written.
     pub log_format: LogFormat,
 }
@@ -130,9 +133,6 @@ pub enum ConfigError {
         /// What is wrong (never the secret).
         reason: String,
     },
-    /// A feature that is not there yet.
-    #[error("--{0} is not supported yet (cluster secrets and encryption come in a later release); remove it to run without")]
-    NotSupported(&'static str),
 }
 
 /// Where [`Config::resolve`] reads the environment.
@@ -329,10 +329,9 @@ impl Config {
                 v => Ok(PathBuf::from(v)),
             })?),
         };
-        match (encrypt, &secret_file) {
-            (true, None) => return Err(ConfigError::EncryptWithoutSecret),
-            (true, Some(_)) => return Err(ConfigError::NotSupported("encrypt")),
-            (false, _) => {}
+        if encrypt && secret_file.is_none() {
+            // The data keys come from the authenticated handshakes.
+            return Err(ConfigError::EncryptWithoutSecret);
         }
         if let Some(path) = &secret_file {
             crate::auth::SecretSet::load(path).map_err(|reason| ConfigError::SecretFile {
@@ -365,6 +364,7 @@ impl Config {
             kubernetes,
             masquerade,
             secret_file,
+            encrypt,
             log_format,
         })
     }

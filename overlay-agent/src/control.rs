@@ -15,6 +15,8 @@
 //! - [`frame`]: reading one length-prefixed frame under a size cap.
 //! - [`conn`]: the reader and writer tasks of an established connection.
 //! - [`host`]: what the driver changes on the machine (data path table, TUN address).
+//! - [`keys`]: with `--encrypt`, the data keys derived from authenticated handshakes and
+//!   published to the data path.
 //! - [`snapshot`]: the [`Status`] built from the node.
 
 mod conn;
@@ -22,6 +24,7 @@ pub mod driver;
 pub mod frame;
 pub mod handshake;
 pub mod host;
+pub mod keys;
 pub mod noise;
 mod snapshot;
 

@@ -14,8 +14,9 @@
 use crate::api::{self, ApiState};
 use crate::auth::{Auth, Identity, Secret, SecretSet};
 use crate::config::{self, Config, PeerAddr};
+use crate::control::keys::DataKeys;
 use crate::control::{ControlHandle, Driver, DriverConfig, Readiness, SystemHost};
-use crate::datapath::{Datapath, DatapathConfig, Disabled};
+use crate::datapath::{Datapath, DatapathConfig, Disabled, Encryption};
 use crate::egress;
 use crate::ipam_store::IpamStore;
 use crate::kubernetes::{self, Session};
@@ -94,8 +95,17 @@ async fn run_overlay(
         })?,
     };
     let advertise = SocketAddr::new(advertise_ip, config.advertise.port);
-    let mtu = overlay_mtu(advertise_ip).await;
+    let mtu = overlay_mtu(advertise_ip, config.encrypt).await;
     info!(%advertise, mtu, seeds = seeds.len(), "addresses");
+    // --encrypt: the data keys, published by the control driver to the packet threads.
+    let encryption = config.encrypt.then(|| {
+        let e = Encryption::new(config.name.id(), overlay_proto::seal::Suite::detect());
+        info!(
+            suite = e.suite.name(),
+            "data path sealed (--encrypt): per-peer-pair keys from the authenticated handshakes"
+        );
+        e
+    });
     warn_if_forwarding_is_off();
 
     let table = ForwardingTable::empty(config.name.id(), config.cluster, config.subnet_prefix);
@@ -105,15 +115,17 @@ async fn run_overlay(
         mtu,
         disabled: Disabled::from_env()?,
     };
-    let datapath = tokio::task::spawn_blocking(move || Datapath::start(dp_config, table))
-        .await
-        .context("data path start panicked")?
-        .with_context(|| {
-            format!(
-                "cannot start the data path (TUN {}, UDP {})",
-                config.iface, config.listen
-            )
-        })?;
+    let dp_encryption = encryption.clone();
+    let datapath =
+        tokio::task::spawn_blocking(move || Datapath::start_with(dp_config, table, dp_encryption))
+            .await
+            .context("data path start panicked")?
+            .with_context(|| {
+                format!(
+                    "cannot start the data path (TUN {}, UDP {})",
+                    config.iface, config.listen
+                )
+            })?;
     let tracer = datapath.take_trace_port().map(crate::trace::Tracer::start);
     let host = Arc::new(SystemHost::new(
         datapath,
@@ -137,6 +149,7 @@ async fn run_overlay(
             k8s,
             auth,
             tracer,
+            encryption,
         },
         stop,
     )
@@ -168,6 +181,7 @@ struct Started {
     k8s: Option<Session>,
     auth: Option<Auth>,
     tracer: Option<crate::trace::Tracer>,
+    encryption: Option<Encryption>,
 }
 
 /// The steps after the data path started: TUN address, listener, API, node, driver.
@@ -248,6 +262,7 @@ async fn serve(
         listener,
         commands,
         auth: s.auth,
+        data_keys: s.encryption.map(|e| DataKeys::new(e, s.instance)),
     });
     helpers.extend(retry_unresolved(s.unresolved, control));
     info!(listen = %config.listen, "control plane running");
@@ -357,8 +372,9 @@ fn retry_unresolved(
     }))
 }
 
-/// The overlay MTU from the MTU of the interface holding `ip`.
-async fn overlay_mtu(ip: IpAddr) -> u32 {
+/// The overlay MTU from the MTU of the interface holding `ip`; with `encrypt`
+/// [`overlay_proto::seal::OVERHEAD`] smaller, so sealed datagrams never need fragmenting.
+async fn overlay_mtu(ip: IpAddr, encrypt: bool) -> u32 {
     let underlay = match netlink::underlay_mtu(ip).await {
         Ok(mtu) => mtu,
         Err(e) => {
@@ -366,7 +382,12 @@ async fn overlay_mtu(ip: IpAddr) -> u32 {
             FALLBACK_UNDERLAY_MTU
         }
     };
-    netlink::overlay_mtu(underlay)
+    let mtu = netlink::overlay_mtu(underlay);
+    if encrypt {
+        mtu.saturating_sub(overlay_proto::seal::OVERHEAD as u32)
+    } else {
+        mtu
+    }
 }
 
 fn warn_if_forwarding_is_off() {

@@ -60,11 +60,23 @@ pub struct Status {
     /// fingerprints of the secrets it holds; absent without a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<crate::auth::AuthStatus>,
+    /// The sealed data path (`--encrypt`): the suite this node seals with; absent without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionStatus>,
     /// Offloads the data path uses.
     #[serde(default)]
     pub offloads: Offloads,
     /// Data-path counters (`tx_packets`, `rx_packets`, `drops`, ...).
     pub datapath: CountersSnapshot,
+}
+
+/// The sealed data path as `/status` shows it (`encryption`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionStatus {
+    /// The AEAD this node seals with (`aes-256-gcm` or `chacha20-poly1305`).
+    pub suite: String,
+    /// Peers a data key is held for (see `peers[].data_key`).
+    pub peers_with_key: usize,
 }
 
 /// What the agent counts on its control connections (the node counts messages, the agent
@@ -115,6 +127,10 @@ pub struct PeerStatus {
     /// Inner bytes received from it.
     #[serde(default)]
     pub rx_bytes: u64,
+    /// With `--encrypt`: whether this node holds a data key for it (it completed an
+    /// authenticated handshake with this run of it); absent without `--encrypt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key: Option<bool>,
 }
 
 /// Who opened a connection.

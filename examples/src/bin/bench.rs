@@ -166,10 +166,16 @@ mod interrupt {
     }
 }
 
+/// Index of the overlay cluster whose agents run with `--secret-file` and `--encrypt`.
+const SEALED: usize = 1;
+/// Index of the first ablation cluster.
+const FIRST_ABLATION: usize = 2;
+
 /// Which path a series measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// Pod to pod through overlay cluster number `.0` of the bed.
+    /// Pod to pod through overlay cluster number `.0` of the bed (0: plain, [`SEALED`]:
+    /// encrypted, from [`FIRST_ABLATION`] on: one technique off).
     Overlay(usize),
     /// Pod to pod through kernel VXLAN.
     Vxlan,
@@ -292,6 +298,15 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
             None,
             vxlan::link_mtu(&bed.clusters[0].pods[0].netns, "eth0")?,
         ),
+        Series::new(
+            &format!(
+                "overlay pod→pod, `--encrypt` ({})",
+                overlay_proto::seal::Suite::detect().name()
+            ),
+            Kind::Overlay(SEALED),
+            None,
+            vxlan::link_mtu(&bed.clusters[SEALED].pods[0].netns, "eth0")?,
+        ),
         Series::new("kernel VXLAN pod→pod", Kind::Vxlan, None, bed.vxlan.mtu()),
         Series::new(
             "underlay node→node (veth, bridge, veth)",
@@ -302,10 +317,10 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
     ];
     if args.ablation {
         for (k, t) in TECHNIQUES.iter().enumerate() {
-            let mtu = vxlan::link_mtu(&bed.clusters[k + 1].pods[0].netns, "eth0")?;
+            let mtu = vxlan::link_mtu(&bed.clusters[k + FIRST_ABLATION].pods[0].netns, "eth0")?;
             series.push(Series::new(
                 &format!("overlay, {t} off"),
-                Kind::Overlay(k + 1),
+                Kind::Overlay(k + FIRST_ABLATION),
                 Some(t),
                 mtu,
             ));
@@ -372,25 +387,47 @@ fn build(bins: &Binaries, args: &Args) -> anyhow::Result<Bed> {
         vxlan,
         logs,
     };
-    let mut variants: Vec<Option<&'static str>> = vec![None];
+    // Plain, sealed (index SEALED), then the ablation clusters (from FIRST_ABLATION).
+    let mut variants: Vec<(Option<&'static str>, bool)> = vec![(None, false), (None, true)];
     if args.ablation {
-        variants.extend(TECHNIQUES.iter().map(|t| Some(*t)));
+        variants.extend(TECHNIQUES.iter().map(|t| (Some(*t), false)));
     }
-    for disabled in variants {
+    for (disabled, encrypt) in variants {
         interrupt::check()?;
-        step(&match disabled {
-            None => "overlay cluster: 2 nodes, an agent each, a pod per node (CNI)".to_owned(),
-            Some(t) => format!("overlay cluster with {DISABLE_ENV}={t}"),
+        step(&match (disabled, encrypt) {
+            (None, false) => {
+                "overlay cluster: 2 nodes, an agent each, a pod per node (CNI)".to_owned()
+            }
+            (None, true) => {
+                "overlay cluster with --secret-file and --encrypt (sealed data path)".to_owned()
+            }
+            (Some(t), _) => format!("overlay cluster with {DISABLE_ENV}={t}"),
         });
-        bed.clusters.push(overlay(bins, disabled)?);
+        bed.clusters.push(overlay(bins, disabled, encrypt)?);
     }
     Ok(bed)
 }
 
 /// A two-node overlay cluster with a pod per node, its agents started with
-/// `OVERLAY_DATAPATH_DISABLE=<disabled>` (or without the variable).
-fn overlay(bins: &Binaries, disabled: Option<&'static str>) -> anyhow::Result<Cluster> {
+/// `OVERLAY_DATAPATH_DISABLE=<disabled>` (or without the variable), and with a cluster
+/// secret and `--encrypt` when `encrypt`.
+fn overlay(
+    bins: &Binaries,
+    disabled: Option<&'static str>,
+    encrypt: bool,
+) -> anyhow::Result<Cluster> {
     let mut c = Cluster::new(&overlay_testbed::unique_prefix("bov"), 2, bins.clone())?;
+    if encrypt {
+        use std::os::unix::fs::PermissionsExt;
+        let path = c.workdir.join("cluster.secret");
+        std::fs::write(&path, "benchmark-cluster-secret-0123456789\n")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        c.agent_args.extend([
+            "--secret-file".to_owned(),
+            path.to_string_lossy().into_owned(),
+            "--encrypt".to_owned(),
+        ]);
+    }
     c.agent_env
         .push((DISABLE_ENV.to_owned(), disabled.map(str::to_owned)));
     // Tunnel against tunnel: the VXLAN bed has no NAT table either, so the agents do not
@@ -477,6 +514,7 @@ impl Series {
     /// A file-name-safe tag for this series.
     fn kind_tag(&self) -> String {
         match (self.kind, self.disabled) {
+            (Kind::Overlay(SEALED), None) => "overlay-encrypt".to_owned(),
             (Kind::Overlay(_), None) => "overlay".to_owned(),
             (Kind::Overlay(_), Some(t)) => format!("overlay-no-{t}"),
             (Kind::Vxlan, _) => "vxlan".to_owned(),

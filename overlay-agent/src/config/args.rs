@@ -67,7 +67,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub secret_file: Option<String>,
 
-    /// Encrypt the data path; needs --secret-file (not supported yet)
+    /// Encrypt the data path (AEAD per datagram, per-peer-pair keys from the authenticated
+    /// handshakes; the overlay MTU is 28 bytes smaller); needs --secret-file
     #[arg(long)]
     pub encrypt: bool,
 

@@ -293,14 +293,6 @@ fn every_invalid_value_is_refused() {
         ),
         (
             RunArgs {
-                secret_file: Some("/etc/secret".into()),
-                encrypt: true,
-                ..Default::default()
-            },
-            "--encrypt is not supported yet",
-        ),
-        (
-            RunArgs {
                 config: Some("/nonexistent/overlay.toml".into()),
                 ..Default::default()
             },
@@ -389,6 +381,13 @@ fn env_booleans_and_secret_settings() {
     std::fs::write(&path, "a-long-enough-cluster-secret\n").expect("write");
     let c = resolve_with(&RunArgs::default(), &env_of(&env)).expect("valid");
     assert_eq!(c.secret_file.as_deref(), Some(path.as_path()));
+    assert!(!c.encrypt);
+    let args = RunArgs {
+        encrypt: true,
+        ..Default::default()
+    };
+    let c = resolve_with(&args, &env_of(&env)).expect("--encrypt with a secret is valid");
+    assert!(c.encrypt);
 }
 
 #[test]

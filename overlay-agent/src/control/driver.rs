@@ -4,6 +4,7 @@
 use super::conn::{ConnHandle, Event};
 use super::handshake::{self, HandshakeError, LocalHello};
 use super::host::Host;
+use super::keys::{static_dh, DataKeys};
 use super::snapshot::{self, Extra};
 use super::{Command, Readiness};
 use crate::auth::{Auth, RateLimiter, RefusalReason, Refusals};
@@ -55,6 +56,9 @@ pub struct DriverConfig<H> {
     pub commands: mpsc::Receiver<Command>,
     /// Identity and cluster secrets, with `--secret-file` (every connection authenticated).
     pub auth: Option<Auth>,
+    /// With `--encrypt` (which needs `auth`): the data keys, derived from each authenticated
+    /// handshake and published to the data path.
+    pub data_keys: Option<DataKeys>,
 }
 
 /// The control-plane driver; see the module docs.
@@ -75,6 +79,7 @@ pub struct Driver<H> {
     events_rx: mpsc::Receiver<Event>,
     rejected: Arc<AtomicU64>,
     auth: Option<Auth>,
+    data_keys: Option<DataKeys>,
     refusals: Arc<Refusals>,
     /// Gossip bytes and connection terminations (for status and metrics).
     traffic: ControlTraffic,
@@ -107,6 +112,7 @@ impl<H: Host> Driver<H> {
             events_rx,
             rejected: Arc::new(AtomicU64::new(0)),
             auth: config.auth,
+            data_keys: config.data_keys,
             refusals: Arc::default(),
             traffic: ControlTraffic::default(),
             closing: Vec::new(),
@@ -198,6 +204,16 @@ impl<H: Host> Driver<H> {
                         .iter()
                         .filter_map(|(id, c)| Some((*id, crate::auth::secret::hex(&c.identity?))))
                         .collect(),
+                    encryption: self.data_keys.as_ref().map(|k| {
+                        let keyed = self
+                            .node
+                            .topology()
+                            .iter()
+                            .map(|r| r.name.id())
+                            .filter(|p| k.has_key(*p))
+                            .collect();
+                        (k.suite(), keyed)
+                    }),
                 };
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
             }
@@ -219,10 +235,20 @@ impl<H: Host> Driver<H> {
                 let conn = self.next_conn;
                 self.next_conn += 1;
                 let peer = hello.body.name.clone();
-                match self
+                let identity = channel.remote_identity;
+                let up = self
                     .node
-                    .handle_connection_up(conn, direction, dialed, remote, &hello, now)
-                {
+                    .handle_connection_up(conn, direction, dialed, remote, &hello, now);
+                // A duplicate (the connection of the other direction won) proved the key too,
+                // but only adds one where none is held.
+                match &up {
+                    Ok(()) => self.key_peer(&hello.body.name, hello.body.instance, identity, true),
+                    Err(Refusal::Duplicate(_)) => {
+                        self.key_peer(&hello.body.name, hello.body.instance, identity, false);
+                    }
+                    Err(_) => {}
+                }
+                match up {
                     Ok(()) => {
                         info!(%peer, %remote, ?direction, conn, "connection established");
                         let handle =
@@ -255,6 +281,30 @@ impl<H: Host> Driver<H> {
                     self.node.handle_connection_closed(conn, now);
                 }
             }
+        }
+    }
+
+    /// With `--encrypt`: derives the data key of `peer` (run `instance`) from the static key
+    /// its handshake proved.
+    fn key_peer(
+        &mut self,
+        peer: &overlay_proto::PeerName,
+        instance: u64,
+        identity: Option<[u8; 32]>,
+        replace: bool,
+    ) {
+        let (Some(keys), Some(auth)) = (self.data_keys.as_mut(), self.auth.as_ref()) else {
+            return;
+        };
+        let Some(remote) = identity else {
+            return;
+        };
+        let Some(dh) = static_dh(&auth.identity, &remote) else {
+            warn!(%peer, "the peer's identity key gives no shared secret: no data key");
+            return;
+        };
+        if keys.handshaked(peer, instance, &dh, self.node.topology(), replace) {
+            info!(%peer, instance = %crate::status::instance_hex(instance), "data key for the peer published");
         }
     }
 
@@ -299,6 +349,11 @@ impl<H: Host> Driver<H> {
         }
         if routes_changed {
             self.host.set_table(self.node.forwarding_table());
+        }
+        if let Some(keys) = self.data_keys.as_mut() {
+            if keys.prune(self.node.topology()) {
+                info!("data keys of peers that left or restarted dropped");
+            }
         }
     }
 

@@ -33,6 +33,11 @@ pub struct Extra {
     pub auth: Option<crate::auth::AuthStatus>,
     /// The peer's public key (hex) of each authenticated connection.
     pub identities: std::collections::HashMap<overlay_proto::node::ConnId, String>,
+    /// With `--encrypt`: the suite and the peers a data key is held for.
+    pub encryption: Option<(
+        overlay_proto::seal::Suite,
+        BTreeSet<overlay_proto::peer::PeerId>,
+    )>,
 }
 
 /// The status of `node` at `now`.
@@ -74,6 +79,10 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
                 tx_bytes: traffic.tx_bytes,
                 rx_packets: traffic.rx_packets,
                 rx_bytes: traffic.rx_bytes,
+                data_key: extra
+                    .encryption
+                    .as_ref()
+                    .map(|(_, keyed)| keyed.contains(&r.name.id())),
             }
         })
         .collect();
@@ -134,6 +143,12 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
         control: node.stats().clone(),
         control_traffic: extra.control_traffic,
         auth: extra.auth,
+        encryption: extra.encryption.as_ref().map(|(suite, keyed)| {
+            crate::status::EncryptionStatus {
+                suite: suite.name().to_owned(),
+                peers_with_key: keyed.len(),
+            }
+        }),
         offloads: extra.offloads,
         datapath: extra.datapath,
     }

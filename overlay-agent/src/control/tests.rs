@@ -119,6 +119,7 @@ async fn agent_with(name: &str, seeds: Vec<SocketAddr>, auth: Option<crate::auth
         listener,
         commands,
         auth,
+        data_keys: None,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(driver.run(async {

@@ -119,6 +119,24 @@ pub struct DropCounters {
     /// Outer datagram larger than the path MTU allows (the send failed with EMSGSIZE; the
     /// overlay MTU on the TUN is too large for the underlay).
     pub too_big: u64,
+    /// With `--encrypt`: no data key for the peer (no authenticated handshake with it in this run), or a sealed datagram from a peer without one.
+    pub no_key: u64,
+    /// With `--encrypt`: an unsealed data datagram addressed to this node.
+    pub unsealed: u64,
+    /// Without `--encrypt`: a sealed datagram addressed to this node.
+    pub sealed_unexpected: u64,
+    /// A sealed datagram shorter than header, nonce and tag.
+    pub seal_truncated: u64,
+    /// A sealed datagram of an unknown AEAD suite.
+    pub bad_suite: u64,
+    /// A sealed datagram of a key epoch this node does not hold (expired or too far ahead).
+    pub unknown_epoch: u64,
+    /// A sealed datagram whose counter was already received (a replay).
+    pub replay: u64,
+    /// A sealed datagram whose counter is below the replay window.
+    pub too_old: u64,
+    /// A sealed datagram whose authentication tag does not verify (tampered with, or sealed under another key).
+    pub bad_tag: u64,
 }
 
 impl CountersSnapshot {
@@ -145,6 +163,15 @@ impl DropCounters {
             not_local,
             io_error,
             too_big,
+            no_key,
+            unsealed,
+            sealed_unexpected,
+            seal_truncated,
+            bad_suite,
+            unknown_epoch,
+            replay,
+            too_old,
+            bad_tag,
         } = *self;
         [
             ("not_peer", not_peer),
@@ -158,6 +185,15 @@ impl DropCounters {
             ("not_local", not_local),
             ("io_error", io_error),
             ("too_big", too_big),
+            ("no_key", no_key),
+            ("unsealed", unsealed),
+            ("sealed_unexpected", sealed_unexpected),
+            ("seal_truncated", seal_truncated),
+            ("bad_suite", bad_suite),
+            ("unknown_epoch", unknown_epoch),
+            ("replay", replay),
+            ("too_old", too_old),
+            ("bad_tag", bad_tag),
         ]
     }
 }
@@ -176,9 +212,18 @@ pub(crate) enum DropReason {
     NotLocal,
     IoError,
     TooBig,
+    NoKey,
+    Unsealed,
+    SealedUnexpected,
+    SealTruncated,
+    BadSuite,
+    UnknownEpoch,
+    Replay,
+    TooOld,
+    BadTag,
 }
 
-const DROP_REASONS: usize = 11;
+const DROP_REASONS: usize = 20;
 
 /// Which side of [`PeerCounters`] a thread's per-peer table fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +393,15 @@ impl Counters {
         d.not_local += drop(DropReason::NotLocal);
         d.io_error += drop(DropReason::IoError);
         d.too_big += drop(DropReason::TooBig);
+        d.no_key += drop(DropReason::NoKey);
+        d.unsealed += drop(DropReason::Unsealed);
+        d.sealed_unexpected += drop(DropReason::SealedUnexpected);
+        d.seal_truncated += drop(DropReason::SealTruncated);
+        d.bad_suite += drop(DropReason::BadSuite);
+        d.unknown_epoch += drop(DropReason::UnknownEpoch);
+        d.replay += drop(DropReason::Replay);
+        d.too_old += drop(DropReason::TooOld);
+        d.bad_tag += drop(DropReason::BadTag);
     }
 }
 
@@ -370,6 +424,15 @@ mod tests {
             DropReason::NotLocal,
             DropReason::IoError,
             DropReason::TooBig,
+            DropReason::NoKey,
+            DropReason::Unsealed,
+            DropReason::SealedUnexpected,
+            DropReason::SealTruncated,
+            DropReason::BadSuite,
+            DropReason::UnknownEpoch,
+            DropReason::Replay,
+            DropReason::TooOld,
+            DropReason::BadTag,
         ];
         assert_eq!(reasons.len(), DROP_REASONS);
         for (i, r) in reasons.iter().enumerate() {
@@ -398,12 +461,22 @@ mod tests {
             d.not_local,
             d.io_error,
             d.too_big,
+            d.no_key,
+            d.unsealed,
+            d.sealed_unexpected,
+            d.seal_truncated,
+            d.bad_suite,
+            d.unknown_epoch,
+            d.replay,
+            d.too_old,
+            d.bad_tag,
         ];
-        assert_eq!(got, [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22]);
+        let want: Vec<u64> = (1..=DROP_REASONS as u64).map(|i| 2 * i).collect();
+        assert_eq!(got.to_vec(), want);
         assert_eq!((s.tx_packets, s.tx_bytes), (2, 200));
         assert_eq!((s.rx_packets, s.rx_bytes), (4, 200));
         assert_eq!(s.relayed_packets, 2);
-        assert_eq!(s.total_drops(), 132);
+        assert_eq!(s.total_drops(), want.iter().sum::<u64>());
     }
 
     #[test]

@@ -59,9 +59,11 @@
 //! - `rx`: UDP → TUN or relay (`decap` and its thread).
 //! - `counters`, `peers`: per-thread counters, per-peer tables and their sum.
 //! - `offloads`: the switches and what is in use.
+//! - `keys`: with `--encrypt`, the published data keys and each thread's sealers/openers.
 //! - `trace_port`: the cold branch handing trace datagrams to [`crate::trace`].
 
 mod counters;
+mod keys;
 mod offloads;
 mod packet;
 mod peers;
@@ -73,6 +75,7 @@ mod udp;
 mod wake;
 
 pub use counters::{CountersSnapshot, DropCounters, PeerCounters};
+pub use keys::{Encryption, KeyTable, PeerKey};
 pub use offloads::{Disabled, Offloads, UnknownSwitch, DISABLE_ENV};
 pub use trace_port::{TracePort, TraceSender};
 
@@ -235,6 +238,17 @@ impl Datapath {
         config: DatapathConfig,
         table: ForwardingTable,
     ) -> Result<Datapath, DatapathError> {
+        Datapath::start_with(config, table, None)
+    }
+
+    /// [`Datapath::start`], sealing every data datagram with `encryption` (`--encrypt`):
+    /// the tx thread seals after splitting, the rx thread opens what is addressed to this
+    /// node and drops what is not sealed (see [`keys`] and `rx::decap_datagram`).
+    pub fn start_with(
+        config: DatapathConfig,
+        table: ForwardingTable,
+        encryption: Option<Encryption>,
+    ) -> Result<Datapath, DatapathError> {
         let disabled = config.disabled;
         let udp = Arc::new(udp::Udp::bind(config.listen, &disabled)?);
         let local_addr = udp
@@ -295,6 +309,7 @@ impl Datapath {
             table: table.clone(),
             counters: counters[0].clone(),
             shutdown: shutdown.clone(),
+            encryption: encryption.clone(),
         };
         let rx = rx::RxThread {
             tun,
@@ -304,6 +319,7 @@ impl Datapath {
             shutdown,
             coalesce,
             trace,
+            encryption: encryption.clone(),
         };
         // On error `datapath` is dropped, which stops the thread already started.
         datapath.spawn("overlay-tx", move || tx.run())?;
@@ -314,6 +330,7 @@ impl Datapath {
             mtu = config.mtu,
             ?offloads,
             disabled = %disabled,
+            encrypt = encryption.as_ref().map(|e| e.suite.name()),
             reattached,
             "data path started{}",
             if reattached { " (on the TUN device left by the previous run)" } else { "" }

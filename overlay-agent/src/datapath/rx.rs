@@ -8,6 +8,7 @@
 //! handed to the [`Coalescer`]; on a plain TUN a partial checksum is completed first.
 
 use super::counters::{Counters, DropReason};
+use super::keys::{Clock, Encryption, KeyTable, Openers};
 use super::packet;
 use super::trace_port::{TraceQueue, MAX_TRACE_DATAGRAM};
 use super::tun::Tun;
@@ -57,7 +58,49 @@ pub(crate) fn decap(table: &ForwardingTable, from: &SocketAddr, datagram: &mut [
     if !table.accepts_sender(from) {
         return RxVerdict::Drop(DropReason::NotPeer);
     }
-    decap_datagram(table, datagram)
+    decap_datagram(table, datagram, &mut Plain)
+}
+
+/// How datagrams addressed to this node are unsealed: [`Plain`] without `--encrypt`,
+/// [`Sealed`] with it.
+pub(crate) trait Unseal {
+    /// Whether data datagrams must be sealed (`--encrypt`).
+    fn required(&self) -> bool;
+    /// Opens the sealed datagram `d` from `src` in place: the plain datagram's length.
+    fn open(&mut self, src: PeerId, d: &mut [u8]) -> Result<usize, DropReason>;
+}
+
+/// Without `--encrypt`: nothing is sealed, and a sealed datagram cannot be opened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plain;
+
+impl Unseal for Plain {
+    #[inline]
+    fn required(&self) -> bool {
+        false
+    }
+    #[inline]
+    fn open(&mut self, _src: PeerId, _d: &mut [u8]) -> Result<usize, DropReason> {
+        Err(DropReason::SealedUnexpected)
+    }
+}
+
+/// With `--encrypt`: the thread's openers and the key table of this receive batch.
+pub(crate) struct Sealed<'a> {
+    pub(crate) openers: &'a mut Openers,
+    pub(crate) keys: &'a KeyTable,
+    pub(crate) now: u64,
+}
+
+impl Unseal for Sealed<'_> {
+    #[inline]
+    fn required(&self) -> bool {
+        true
+    }
+    #[inline]
+    fn open(&mut self, src: PeerId, d: &mut [u8]) -> Result<usize, DropReason> {
+        self.openers.open(self.keys, src, self.now, d)
+    }
 }
 
 /// Decides the fate of `datagram` from an accepted sender.
@@ -70,8 +113,18 @@ pub(crate) fn decap(table: &ForwardingTable, from: &SocketAddr, datagram: &mut [
 /// IPv6 is `Unsupported`), its source inside the originating peer's block (`Spoofed`), its
 /// destination inside ours (`NotLocal`), and if it is flagged checksum-partial it must be an
 /// unfragmented TCP or UDP packet (`Malformed`).
+///
+/// Sealing (`unseal`): a relay forwards sealed datagrams as they are (it only decrements the
+/// hop limit, which the tag does not cover). For this node, before anything else, a sealed
+/// datagram is opened in place (each failure its own reason: `NoKey`, `Replay`, `BadTag`,
+/// ...; without `--encrypt` it is `SealedUnexpected`), and with `--encrypt` an unsealed one
+/// is dropped (`Unsealed`). Trace datagrams carry no pod data and stay unsealed.
 #[inline]
-pub(crate) fn decap_datagram(table: &ForwardingTable, datagram: &mut [u8]) -> RxVerdict {
+pub(crate) fn decap_datagram<U: Unseal>(
+    table: &ForwardingTable,
+    datagram: &mut [u8],
+    unseal: &mut U,
+) -> RxVerdict {
     let header = match Header::parse(datagram) {
         Ok(h) => h,
         Err(HeaderError::Truncated(_)) => return RxVerdict::Drop(DropReason::Malformed),
@@ -92,6 +145,16 @@ pub(crate) fn decap_datagram(table: &ForwardingTable, datagram: &mut [u8]) -> Rx
         let _ = Header::set_hop_limit(datagram, header.hop_limit - 1);
         return RxVerdict::Relay { to: next.addr };
     }
+    let datagram = if header.is_sealed() {
+        match unseal.open(header.src, datagram) {
+            Ok(n) => &datagram[..n],
+            Err(reason) => return RxVerdict::Drop(reason),
+        }
+    } else if unseal.required() {
+        return RxVerdict::Drop(DropReason::Unsealed);
+    } else {
+        &datagram[..]
+    };
     let payload = datagram.get(HEADER_LEN..).unwrap_or_default();
     let ip = match packet::parse_ipv4(payload) {
         Ok(ip) => ip,
@@ -155,6 +218,15 @@ pub(crate) struct RxThread {
     pub(crate) coalesce: CoalesceConfig,
     /// Where trace datagrams go.
     pub(crate) trace: Arc<TraceQueue>,
+    /// With `--encrypt`: the keys to open datagrams with.
+    pub(crate) encryption: Option<Encryption>,
+}
+
+/// The rx thread's unsealing state with `--encrypt`.
+struct RxCrypto {
+    openers: Openers,
+    keys: Cache<Arc<ArcSwap<KeyTable>>, Arc<KeyTable>>,
+    clock: Clock,
 }
 
 /// Writes frames to the TUN, counting them for the batch.
@@ -246,6 +318,11 @@ impl RxThread {
         let mut coalescer = (vnet_hdr && (self.coalesce.tcp || self.coalesce.udp))
             .then(|| Coalescer::new(self.coalesce));
         let mut held = 0;
+        let mut crypto = self.encryption.as_ref().map(|e| RxCrypto {
+            openers: Openers::new(e.me),
+            keys: Cache::new(Arc::clone(&e.keys)),
+            clock: Clock::new(),
+        });
         while !self.shutdown.requested() {
             let batch = match self.udp.recv_batch(&mut buf) {
                 Ok(b) => b,
@@ -273,13 +350,33 @@ impl RxThread {
                     continue;
                 }
             };
-            let stop = self.batch(
-                table.load(),
-                &batch,
-                &mut buf,
-                coalescer.as_mut(),
-                &mut first_error,
-            );
+            let stop = match crypto.as_mut() {
+                None => self.batch(
+                    table.load(),
+                    &batch,
+                    &mut buf,
+                    coalescer.as_mut(),
+                    &mut first_error,
+                    &mut Plain,
+                ),
+                Some(c) => {
+                    let keys = c.keys.load();
+                    c.openers.sync(keys);
+                    let mut sealed = Sealed {
+                        openers: &mut c.openers,
+                        keys,
+                        now: c.clock.now(),
+                    };
+                    self.batch(
+                        table.load(),
+                        &batch,
+                        &mut buf,
+                        coalescer.as_mut(),
+                        &mut first_error,
+                        &mut sealed,
+                    )
+                }
+            };
             if stop {
                 break;
             }
@@ -302,13 +399,14 @@ impl RxThread {
 
     /// Handles one receive; true if the thread must stop.
     #[inline]
-    fn batch(
+    fn batch<U: Unseal>(
         &self,
         table: &ForwardingTable,
         batch: &Batch,
         buf: &mut [u8],
         mut coalescer: Option<&mut Coalescer>,
         first_error: &mut FirstError,
+        unseal: &mut U,
     ) -> bool {
         let count = batch.count();
         if count > 1 {
@@ -336,7 +434,7 @@ impl RxThread {
         // At least once: an empty datagram is one (malformed) datagram.
         while !stop {
             let end = (off + segment).min(len);
-            match decap_datagram(table, &mut buf[off..end]) {
+            match decap_datagram(table, &mut buf[off..end], unseal) {
                 RxVerdict::Relay { to } => match &mut relay {
                     Some(run) if run.to == to && run.end == off => run.end = end,
                     _ => {
@@ -634,6 +732,107 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `packet` from A to `to`, sealed with the pair secret `[7; 32]`.
+    fn sealed_datagram(to: PeerId, packet: &[u8]) -> Vec<u8> {
+        use crate::datapath::keys::{KeyTable, PeerKey, Sealers};
+        use overlay_proto::seal::{self, Suite};
+        let keys = KeyTable {
+            version: 1,
+            keys: [(
+                to,
+                PeerKey {
+                    generation: 1,
+                    secret: [7; 32],
+                },
+            )]
+            .into(),
+        };
+        let mut d = datagram(Header::ip(A.id(), to), packet);
+        let plain = seal::single(d.len());
+        d.resize(d.len() + seal::OVERHEAD, 0);
+        let mut sealers = Sealers::new(A.id(), Suite::ChaCha20Poly1305);
+        let layout = sealers.seal(&keys, to, 0, &mut d, plain).expect("sealed");
+        assert_eq!(layout.total_len, d.len());
+        d
+    }
+
+    #[test]
+    fn sealing_is_required_with_encrypt_and_refused_without() {
+        use crate::datapath::keys::{KeyTable, Openers, PeerKey};
+        let table = table_of(B, false);
+        let packet = ipv4_udp([10, 32, 1, 5], [10, 32, 2, 1], b"payload");
+        let keys = KeyTable {
+            version: 1,
+            keys: [(
+                A.id(),
+                PeerKey {
+                    generation: 1,
+                    secret: [7; 32],
+                },
+            )]
+            .into(),
+        };
+        let mut openers = Openers::new(B.id());
+        openers.sync(&keys);
+        let mut sealed = Sealed {
+            openers: &mut openers,
+            keys: &keys,
+            now: 0,
+        };
+        // Sealed, with --encrypt: a tampered copy is refused (and moves no replay window),
+        // the genuine one opened and delivered as the plain packet.
+        let mut d = sealed_datagram(B.id(), &packet);
+        let mut replayed = d.clone();
+        let mut tampered = d.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(
+            decap_datagram(&table, &mut tampered, &mut sealed),
+            RxVerdict::Drop(DropReason::BadTag)
+        );
+        assert_eq!(
+            decap_datagram(&table, &mut d, &mut sealed),
+            RxVerdict::Deliver {
+                range: HEADER_LEN..HEADER_LEN + packet.len(),
+                src: A.id(),
+                partial: None
+            }
+        );
+        assert_eq!(&d[HEADER_LEN..HEADER_LEN + packet.len()], &packet[..]);
+        // Replayed, not sealed, or from a peer without a key: dropped.
+        assert_eq!(
+            decap_datagram(&table, &mut replayed, &mut sealed),
+            RxVerdict::Drop(DropReason::Replay)
+        );
+        let mut plain = datagram(Header::ip(A.id(), B.id()), &packet);
+        assert_eq!(
+            decap_datagram(&table, &mut plain, &mut sealed),
+            RxVerdict::Drop(DropReason::Unsealed)
+        );
+        let mut from_c = sealed_datagram(B.id(), &packet);
+        from_c[4..12].copy_from_slice(&C.id().0.to_be_bytes());
+        assert_eq!(
+            decap_datagram(&table, &mut from_c, &mut sealed),
+            RxVerdict::Drop(DropReason::NoKey)
+        );
+        // Without --encrypt a sealed datagram for this node is refused.
+        let mut d = sealed_datagram(B.id(), &packet);
+        assert_eq!(
+            decap(&table, &A.underlay(), &mut d),
+            RxVerdict::Drop(DropReason::SealedUnexpected)
+        );
+        // A relay forwards a sealed datagram untouched but for the hop limit, keys or not.
+        let relay = table_of(C, true);
+        let d = sealed_datagram(B.id(), &packet);
+        let mut relayed = d.clone();
+        assert_eq!(
+            decap_datagram(&relay, &mut relayed, &mut sealed),
+            RxVerdict::Relay { to: B.underlay() }
+        );
+        assert_eq!(relayed[HEADER_LEN..], d[HEADER_LEN..]);
+        assert_eq!(relayed[2] + 1, d[2], "one hop less");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! [`overlay_proto::segment::split`] into the thread's second buffer.
 
 use super::counters::{Counters, DropReason};
+use super::keys::{Clock, Encryption, KeyTable, Sealers};
 use super::packet::{self, Ipv4Info};
 use super::tun::Tun;
 use super::udp::{Outcome, Udp};
@@ -18,7 +19,8 @@ use arc_swap::{ArcSwap, Cache};
 use overlay_proto::forwarding::{ForwardingTable, Lookup};
 use overlay_proto::header::{Header, FLAG_CSUM_PARTIAL, HEADER_LEN};
 use overlay_proto::peer::PeerId;
-use overlay_proto::segment::{self, SplitError, SplitLayout};
+use overlay_proto::seal::{self, OVERHEAD};
+use overlay_proto::segment::{self, SplitError, SplitLayout, MAX_SEGMENTS};
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -28,6 +30,8 @@ use std::sync::Arc;
 /// Size of the buffer a super-packet is split into: 64 KiB of payload plus, for each of up
 /// to 128 segments, an overlay header and the largest IPv4 + TCP headers (60 + 60 bytes).
 pub(crate) const SPLIT_BUFFER: usize = 128 << 10;
+/// Room after a split batch for sealing it: [`OVERHEAD`] bytes per datagram.
+const SEAL_ROOM: usize = MAX_SEGMENTS * OVERHEAD;
 
 /// What to do with a packet read from the TUN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +143,30 @@ pub(crate) struct TxThread {
     pub(crate) table: Arc<ArcSwap<ForwardingTable>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: Arc<Shutdown>,
+    /// With `--encrypt`: the keys to seal datagrams with.
+    pub(crate) encryption: Option<Encryption>,
+}
+
+/// The tx thread's sealing state with `--encrypt`.
+struct TxCrypto {
+    sealers: Sealers,
+    keys: Cache<Arc<ArcSwap<KeyTable>>, Arc<KeyTable>>,
+    clock: Clock,
+}
+
+impl TxCrypto {
+    /// Seals the datagrams `plain` lays out at the start of `buf` for `dst` in place.
+    #[inline]
+    fn seal(
+        &mut self,
+        dst: PeerId,
+        buf: &mut [u8],
+        plain: SplitLayout,
+    ) -> Result<SplitLayout, DropReason> {
+        let now = self.clock.now();
+        let keys = self.keys.load();
+        self.sealers.seal(keys, dst, now, buf, plain)
+    }
 }
 
 impl TxThread {
@@ -150,8 +178,14 @@ impl TxThread {
         } else {
             HEADER_LEN
         };
-        let mut buf = vec![0u8; HEADER_LEN + MAX_PACKET].into_boxed_slice();
-        let mut out = vec![0u8; SPLIT_BUFFER].into_boxed_slice();
+        // Both buffers have room to seal what they hold in place.
+        let mut buf = vec![0u8; HEADER_LEN + MAX_PACKET + OVERHEAD].into_boxed_slice();
+        let mut out = vec![0u8; SPLIT_BUFFER + SEAL_ROOM].into_boxed_slice();
+        let mut crypto = self.encryption.as_ref().map(|e| TxCrypto {
+            sealers: Sealers::new(e.me, e.suite),
+            keys: Cache::new(Arc::clone(&e.keys)),
+            clock: Clock::new(),
+        });
         let mut table = Cache::new(Arc::clone(&self.table));
         let mut first_error = FirstError::default();
         while !self.shutdown.requested() {
@@ -183,16 +217,49 @@ impl TxThread {
             } else {
                 (None, n)
             };
-            let outcome = match encap(table.load(), vnet.as_ref(), &mut buf, len, &mut out) {
+            let verdict = encap(
+                table.load(),
+                vnet.as_ref(),
+                &mut buf[..HEADER_LEN + MAX_PACKET],
+                len,
+                &mut out[..SPLIT_BUFFER],
+            );
+            let outcome = match verdict {
                 TxVerdict::Single { to, dst, len } => {
-                    let o = self.udp.send_segments(&buf[..len], len, to, &self.shutdown);
+                    let sent = match crypto.as_mut() {
+                        None => Ok(len),
+                        Some(c) => c
+                            .seal(dst, &mut buf, seal::single(len))
+                            .map(|l| l.total_len),
+                    };
+                    let sent = match sent {
+                        Ok(n) => n,
+                        Err(reason) => {
+                            self.counters.dropped(reason);
+                            continue;
+                        }
+                    };
+                    let o = self
+                        .udp
+                        .send_segments(&buf[..sent], sent, to, &self.shutdown);
                     (o, dst, len - HEADER_LEN, 1, len)
                 }
                 TxVerdict::Split { to, dst, layout } => {
                     self.counters.super_packet();
+                    let wire = match crypto.as_mut() {
+                        None => Ok(layout),
+                        Some(c) => c.seal(dst, &mut out, layout),
+                    };
+                    let wire = match wire {
+                        Ok(w) => w,
+                        Err(reason) => {
+                            self.counters.dropped_n(reason, layout.count);
+                            continue;
+                        }
+                    };
                     let o = self.udp.send_segments(
-                        &out[..layout.total_len],
-                        layout.datagram_len,
+                        &out[..wire.total_len],
+                        wire.datagram_len,
                         to,
                         &self.shutdown,
                     );

@@ -8,6 +8,14 @@ use tokio::sync::mpsc;
 /// A node with two peers: node-b reachable through node-c (2 hops), node-c direct with a
 /// heartbeat RTT; three dial targets in three states.
 fn sample_status() -> Status {
+    // Built apart: the whole status in one `json!` passes the macro recursion limit.
+    let drops = json!({
+        "not_peer": 2, "malformed": 3, "bad_version": 4, "bad_kind": 5, "hop_limit": 6,
+        "spoofed": 7, "no_route": 8, "unsupported": 9, "not_local": 10, "io_error": 11,
+        "too_big": 12, "no_key": 13, "unsealed": 14, "sealed_unexpected": 15,
+        "seal_truncated": 16, "bad_suite": 17, "unknown_epoch": 18, "replay": 19,
+        "too_old": 20, "bad_tag": 21
+    });
     serde_json::from_value(json!({
         "name": "node-a", "instance": "00000000000000ff", "ready": true,
         "cluster": "10.32.0.0/12", "subnet": "10.32.3.0/24", "address": "10.32.3.1",
@@ -44,9 +52,7 @@ fn sample_status() -> Status {
         "datapath": {"tx_packets": 10, "tx_bytes": 2048, "rx_packets": 9, "rx_bytes": 100,
                      "relayed_packets": 1, "tx_super_packets": 2, "gso_sends": 3,
                      "gro_batches": 4, "rx_tun_writes": 5, "rx_coalesced_frames": 6,
-                     "drops": {"not_peer": 2, "malformed": 3, "bad_version": 4, "bad_kind": 5,
-                               "hop_limit": 6, "spoofed": 7, "no_route": 8, "unsupported": 9,
-                               "not_local": 10, "io_error": 11, "too_big": 12}}
+                     "drops": drops}
     }))
     .expect("valid status")
 }
@@ -182,6 +188,15 @@ fn every_family_carries_the_snapshot_values() {
         "not_local",
         "io_error",
         "too_big",
+        "no_key",
+        "unsealed",
+        "sealed_unexpected",
+        "seal_truncated",
+        "bad_suite",
+        "unknown_epoch",
+        "replay",
+        "too_old",
+        "bad_tag",
     ];
     for (i, reason) in reasons.iter().enumerate() {
         expect(

@@ -50,7 +50,7 @@ pub struct ConnectionView {
     /// The peer at the other end, once known.
     pub peer: Option<String>,
     /// How data to that peer travels when established: `udp` (overlay header in UDP, in the
-    /// clear).
+    /// clear), or with `--encrypt` `udp+<suite>` (e.g. `udp+aes-256-gcm`: sealed).
     pub path: Option<String>,
     /// The overlay MTU towards the peer, when established.
     pub mtu: Option<u32>,
@@ -68,7 +68,8 @@ pub struct ConnectionView {
     pub retry_in_secs: Option<u64>,
 }
 
-/// The data path's type towards every peer: the overlay header in UDP, unencrypted.
+/// The data path's type towards every peer: the overlay header in UDP (followed by `+suite`
+/// when sealed).
 const PATH_TYPE: &str = "udp";
 
 /// The connections and pending targets of `s`: established ones first (by peer), then the
@@ -87,7 +88,10 @@ pub fn connections(s: &Status) -> Vec<ConnectionView> {
                 address: c.remote,
                 state: ConnectionState::Established,
                 peer: Some(c.peer.clone()),
-                path: Some(PATH_TYPE.to_owned()),
+                path: Some(match &s.encryption {
+                    Some(e) => format!("{PATH_TYPE}+{}", e.suite),
+                    None => PATH_TYPE.to_owned(),
+                }),
                 mtu: Some(s.mtu),
                 rtt_ms: c.rtt_ms,
                 established_secs: Some(c.established_secs),

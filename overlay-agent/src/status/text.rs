@@ -25,7 +25,12 @@ pub fn render(s: &Status) -> String {
             if let Some(next) = &a.secret_next {
                 let _ = write!(e, ", next {next}");
             }
-            e.push_str("); data path not encrypted");
+            match &s.encryption {
+                Some(d) => {
+                    let _ = write!(e, "); data path ({})", d.suite);
+                }
+                None => e.push_str("); data path not encrypted"),
+            }
             e
         }
     };
@@ -285,6 +290,7 @@ pub(super) mod tests {
                     tx_bytes: 3 << 20,
                     rx_packets: 30,
                     rx_bytes: 1500,
+                    data_key: None,
                 },
                 PeerStatus {
                     name: "node-c".into(),
@@ -300,6 +306,7 @@ pub(super) mod tests {
                     tx_bytes: 0,
                     rx_packets: 0,
                     rx_bytes: 0,
+                    data_key: None,
                 },
             ],
             connections: vec![ConnectionStatus {
@@ -332,6 +339,7 @@ pub(super) mod tests {
                 ..Default::default()
             },
             auth: None,
+            encryption: None,
             offloads: Offloads {
                 tun_vnet_hdr: true,
                 tun_tso: true,
@@ -415,6 +423,25 @@ Failing targets:
         assert!(render(&s).contains(
             "    Encryption: control plane (Noise, secret 1a2b3c4d, next 5e6f7a8b); data path not encrypted\n"
         ));
+    }
+
+    #[test]
+    fn encrypt_shows_the_data_path_suite() {
+        let mut s = sample();
+        s.auth = Some(crate::auth::AuthStatus {
+            identity: "ab".repeat(32),
+            secret_current: "1a2b3c4d".into(),
+            secret_next: None,
+        });
+        s.encryption = Some(crate::status::EncryptionStatus {
+            suite: "aes-256-gcm".into(),
+            peers_with_key: 1,
+        });
+        assert!(render(&s).contains(
+            "    Encryption: control plane (Noise, secret 1a2b3c4d); data path (aes-256-gcm)\n"
+        ));
+        let conns = crate::status::connections::connections(&s);
+        assert_eq!(conns[0].path.as_deref(), Some("udp+aes-256-gcm"));
     }
 
     #[test]
