@@ -17,7 +17,7 @@ mod common;
 use common::{converge, counter, transfer};
 use overlay_proto::header::{Header, HEADER_LEN};
 use overlay_proto::peer::PeerId;
-use overlay_testbed::{traffic, wait, Binaries, Cluster, Underlay};
+use overlay_testbed::{packet, traffic, wait, Binaries, Cluster, Underlay};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -352,7 +352,7 @@ fn encrypted_cluster_carries_traffic_sealed_relays_and_refuses_replays() {
     tampered[last] ^= 0x01;
     traffic::udp_forged(c.node(0), from, to, vec![tampered]).expect("tampered sent");
     // An unsealed data datagram from node0's address: a valid inner packet pod0 -> pod1.
-    let inner = udp_packet(c.pods[0].ip, c.pods[1].ip, b"forged");
+    let inner = packet::ipv4_udp(c.pods[0].ip, c.pods[1].ip, 9999, 9999, b"forged");
     let mut forged = vec![0u8; HEADER_LEN];
     Header::ip(id0, id1).emit(&mut forged).expect("header");
     forged.extend_from_slice(&inner);
@@ -418,29 +418,4 @@ fn encrypted_cluster_carries_traffic_sealed_relays_and_refuses_replays() {
         s["datapath"]["drops"]["bad_tag"], 0,
         "the relay opened nothing"
     );
-}
-
-/// An IPv4/UDP packet from `src` to `dst` (checksums: IP computed, UDP none).
-fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-    let total = 28 + payload.len();
-    let mut p = vec![0u8; total];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    let mut sum: u32 = p[..20]
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    p[20..22].copy_from_slice(&9999u16.to_be_bytes());
-    p[22..24].copy_from_slice(&9999u16.to_be_bytes());
-    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p[28..].copy_from_slice(payload);
-    p
 }

@@ -23,6 +23,7 @@ pub mod conflist;
 pub mod http;
 pub mod iperf;
 pub mod netns;
+pub mod packet;
 pub mod process;
 pub mod stream;
 pub mod traffic;
