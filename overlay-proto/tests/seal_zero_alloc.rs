@@ -2,57 +2,13 @@
 //! test's thread allocates while it seals and opens GSO batches and single datagrams with
 //! both suites, across rekeys (the opener deriving keys ahead and switching epochs).
 
+mod counting;
+
+use counting::allocations_in;
 use overlay_proto::header::{Header, HEADER_LEN};
 use overlay_proto::seal::{single, Opener, RekeyPolicy, Sealer, Suite, OVERHEAD};
 use overlay_proto::segment::SplitLayout;
 use overlay_proto::PeerId;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Counts allocations made by threads that armed it, then defers to the system allocator.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-
-#[inline]
-fn count() {
-    if ARMED.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
-// `System`'s guarantees hold; the counting reads a const thread-local and bumps an atomic,
-// neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 const A: PeerId = PeerId(1);
 const B: PeerId = PeerId(2);
@@ -60,11 +16,8 @@ const B: PeerId = PeerId(2);
 #[test]
 fn seal_and_open_allocate_nothing() {
     // The counter counts: one allocation while armed is seen.
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    ARMED.with(|a| a.set(true));
-    drop(std::hint::black_box(Vec::<u8>::with_capacity(16)));
-    ARMED.with(|a| a.set(false));
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed) - before, 1);
+    let seen = allocations_in(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(16))));
+    assert_eq!(seen, 1);
 
     let count = 44;
     let dl = HEADER_LEN + 1400;
@@ -86,28 +39,26 @@ fn seal_and_open_allocate_nothing() {
     for suite in [Suite::Aes256Gcm, Suite::ChaCha20Poly1305] {
         let mut sealer = Sealer::new(suite, &[5; 32], A, B, policy, 0);
         let mut opener = Opener::new(suite, &[5; 32], B, A, policy);
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
-        ARMED.with(|a| a.set(true));
         let mut opened = 0u64;
-        for round in 0..200u64 {
-            let now = round * 10_000_000; // 2 s in all: time rekeys too
-            buf[..batch.total_len].copy_from_slice(&plain);
-            let out = sealer.seal(now, &mut buf, batch).expect("seals");
-            for d in buf[..out.total_len].chunks_mut(out.datagram_len) {
-                opener.open(now, d).is_ok().then(|| opened += 1);
+        let allocations = allocations_in(|| {
+            for round in 0..200u64 {
+                let now = round * 10_000_000; // 2 s in all: time rekeys too
+                buf[..batch.total_len].copy_from_slice(&plain);
+                let out = sealer.seal(now, &mut buf, batch).expect("seals");
+                for d in buf[..out.total_len].chunks_mut(out.datagram_len) {
+                    opener.open(now, d).is_ok().then(|| opened += 1);
+                }
+                buf[..dl].copy_from_slice(&plain[..dl]);
+                let out = sealer.seal(now, &mut buf, single(dl)).expect("seals");
+                opener
+                    .open(now, &mut buf[..out.total_len])
+                    .is_ok()
+                    .then(|| opened += 1);
+                // Garbage and replays are refused without allocating either.
+                let _ = opener.open(now, &mut buf[..out.total_len]);
+                let _ = opener.open(now, &mut [0xff; 64]);
             }
-            buf[..dl].copy_from_slice(&plain[..dl]);
-            let out = sealer.seal(now, &mut buf, single(dl)).expect("seals");
-            opener
-                .open(now, &mut buf[..out.total_len])
-                .is_ok()
-                .then(|| opened += 1);
-            // Garbage and replays are refused without allocating either.
-            let _ = opener.open(now, &mut buf[..out.total_len]);
-            let _ = opener.open(now, &mut [0xff; 64]);
-        }
-        ARMED.with(|a| a.set(false));
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        });
         assert_eq!(opened, 200 * 45, "{suite:?}: every datagram opened");
         assert!(
             sealer.epoch() >= 9,
