@@ -248,19 +248,8 @@ fn receive(
 ) -> anyhow::Result<(u64, [u8; 32])> {
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + io_timeout;
-    let mut s = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    bail!("no connection within {io_timeout:?}");
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    s.set_nonblocking(false)?;
+    let (mut s, _) = crate::traffic::accept_until(listener, deadline)
+        .with_context(|| format!("no connection within {io_timeout:?}"))?;
     s.set_read_timeout(Some(io_timeout))?;
     let mut pattern = Pattern::new();
     let mut h = Sha256::new();

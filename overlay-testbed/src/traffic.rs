@@ -60,19 +60,8 @@ pub fn tcp_transfer(
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + timeout;
     let receiver = std::thread::spawn(move || -> anyhow::Result<(u64, [u8; 32])> {
-        let (mut s, _) = loop {
-            match listener.accept() {
-                Ok(c) => break c,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        bail!("no connection to {addr} within {timeout:?}");
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        s.set_nonblocking(false)?;
+        let (mut s, _) = accept_until(&listener, deadline)
+            .with_context(|| format!("no connection to {addr} within {timeout:?}"))?;
         s.set_read_timeout(Some(timeout))?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 16];
@@ -237,6 +226,28 @@ pub fn udp_forged(
 /// `<line> from <peer>`. The handle returns the peer address the server saw (what tells
 /// whether the client's address was translated on the way), or an error when no
 /// connection came within `timeout`.
+/// The first connection `listener` (non-blocking) accepts before `deadline`, made blocking.
+pub(crate) fn accept_until(
+    listener: &TcpListener,
+    deadline: Instant,
+) -> anyhow::Result<(TcpStream, SocketAddr)> {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                stream.set_nonblocking(false)?;
+                return Ok((stream, peer));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    bail!("timed out");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 pub fn tcp_serve_once(
     server: &Netns,
     addr: SocketAddr,
@@ -248,19 +259,8 @@ pub fn tcp_serve_once(
     listener.set_nonblocking(true)?;
     Ok(std::thread::spawn(move || {
         let deadline = Instant::now() + timeout;
-        let (stream, peer) = loop {
-            match listener.accept() {
-                Ok(c) => break c,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        bail!("no connection to {addr} within {timeout:?}");
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        stream.set_nonblocking(false)?;
+        let (stream, peer) = accept_until(&listener, deadline)
+            .with_context(|| format!("no connection to {addr} within {timeout:?}"))?;
         stream.set_read_timeout(Some(timeout))?;
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line)?;
