@@ -6,7 +6,7 @@
 //! (overlay header kind `TraceProbe`, payload [`overlay_proto::trace::Probe`] with a random
 //! nonce) to the next hop on the data path's own UDP socket, exactly where a packet would go.
 //!
-//! Every agent the probe reaches hands it from the rx thread to its trace task (a cold
+//! Every agent the probe reaches hands it from the rx half to its trace task (a cold
 //! branch on the header kind, through a bounded queue; see `datapath::trace_port`). The
 //! task applies the data path's rules ([`step`]): a relay decrements the hop limit, looks up
 //! the same next hop and sends the probe on; the owner of the destination block looks the

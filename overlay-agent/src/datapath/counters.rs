@@ -228,9 +228,9 @@ const DROP_REASONS: usize = 20;
 /// Which side of [`PeerCounters`] a thread's per-peer table fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {
-    /// Sent to the peer (the tx thread).
+    /// Sent to the peer (the tx half).
     Tx,
-    /// Received from the peer (the rx thread).
+    /// Received from the peer (the rx half).
     Rx,
 }
 

@@ -117,7 +117,7 @@ impl Clock {
     }
 }
 
-/// The tx thread's sealers, one per destination peer.
+/// The tx half's sealers, one per destination peer.
 #[derive(Debug)]
 pub(crate) struct Sealers {
     me: PeerId,
@@ -209,7 +209,7 @@ struct PeerOpeners {
     openers: [Option<Opener>; 2],
 }
 
-/// The rx thread's openers, per originating peer and suite.
+/// The rx half's openers, per originating peer and suite.
 #[derive(Debug)]
 pub(crate) struct Openers {
     me: PeerId,

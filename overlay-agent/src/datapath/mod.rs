@@ -1,4 +1,5 @@
-//! The data path: a TUN device, a UDP socket and one run-to-completion thread per direction.
+//! The data path: a TUN device, a UDP socket and one run-to-completion packet thread that
+//! moves both directions (see `worker` for why one thread and not one per direction).
 //!
 //! ```text
 //!  kernel route ─▶ TUN ──read──▶ [tx: parse inner IPv4, look up, split into datagrams] ──sendmsg (GSO)──▶ next hop
@@ -12,7 +13,7 @@
 //! - **TUN offloads**: the TUN is opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD` (checksum,
 //!   TSO4/6, ECN, and USO4/6 where the kernel has them). A read returns up to 64 KiB of one
 //!   TCP (or UDP) flow with a virtio-net header; its checksum is left *partial*.
-//! - **Split + UDP GSO**: the tx thread looks the destination up once per super-packet,
+//! - **Split + UDP GSO**: the tx half looks the destination up once per super-packet,
 //!   splits it ([`overlay_proto::segment::split`]) into MSS-sized datagrams, each with its own
 //!   overlay header and inner IP/TCP header, laid out back to back, and hands them to the
 //!   kernel in one `sendmsg` with `UDP_SEGMENT` (more than one when they exceed 64 KiB).
@@ -26,16 +27,16 @@
 //! - Relayed datagrams keep their layout: consecutive ones for the same next hop go out in
 //!   one GSO send.
 //!
-//! Per packet there is no allocation, no lock and no logging: each thread owns its
-//! preallocated buffers, reads the current [`ForwardingTable`] through a per-thread
+//! Per packet there is no allocation, no lock and no logging: each half of the thread owns
+//! its preallocated buffers, reads the current [`ForwardingTable`] through its own
 //! [`arc_swap::Cache`] (one pointer comparison unless the table changed), and counts into its
 //! own block of relaxed atomics, once per super-packet or batch. Every dropped packet
 //! increments exactly one [`DropCounters`] field. (The data-path threads can be recognised
 //! with [`on_datapath_thread`], so a test can prove the zero-allocation claim.)
 //!
-//! Both fds are non-blocking; a thread only waits (`poll(2)` on its fd plus a shutdown eventfd)
-//! when there is nothing to read or the socket buffer is full, so [`Datapath::shutdown`]
-//! returns promptly whatever the threads are doing.
+//! Both fds are non-blocking; the thread only waits (`poll(2)` on both fds plus a shutdown
+//! eventfd) when neither has anything to read, or when the socket buffer is full, so
+//! [`Datapath::shutdown`] returns promptly whatever the thread is doing.
 //!
 //! # Switches
 //! `OVERLAY_DATAPATH_DISABLE` (read by `overlay-agent run` into [`DatapathConfig::disabled`])
@@ -55,11 +56,12 @@
 //! - `udp`: the UDP socket, its options, GSO sends and GRO receives.
 //! - `wake`: waiting for readiness or shutdown.
 //! - `packet`: checks of the inner IPv4 packet and its partial checksum.
-//! - `tx`: TUN → UDP (`encap` and its thread).
-//! - `rx`: UDP → TUN or relay (`decap` and its thread).
-//! - `counters`, `peers`: per-thread counters, per-peer tables and their sum.
+//! - `tx`: TUN → UDP (`encap` and the tx half of the thread).
+//! - `rx`: UDP → TUN or relay (`decap` and the rx half).
+//! - `worker`: the packet thread alternating between the two halves.
+//! - `counters`, `peers`: per-direction counters, per-peer tables and their sum.
 //! - `offloads`: the switches and what is in use.
-//! - `keys`: with `--encrypt`, the published data keys and each thread's sealers/openers.
+//! - `keys`: with `--encrypt`, the published data keys and the halves' sealers and openers.
 //! - `trace_port`: the cold branch handing trace datagrams to [`crate::trace`].
 
 mod counters;
@@ -73,6 +75,7 @@ mod tun;
 mod tx;
 mod udp;
 mod wake;
+mod worker;
 
 pub use counters::{CountersSnapshot, DropCounters, PeerCounters};
 pub use keys::{Encryption, KeyTable, PeerKey};
@@ -131,7 +134,7 @@ pub struct Datapath {
     /// Offloads in use at start (`udp_gso` is read live from `udp`).
     offloads: Offloads,
     udp: Arc<udp::Udp>,
-    /// Trace datagrams from the rx thread (counts), and the port until it is taken.
+    /// Trace datagrams from the rx half (counts), and the port until it is taken.
     trace: Arc<TraceQueue>,
     trace_port: Mutex<Option<TracePort>>,
 }
@@ -242,7 +245,7 @@ impl Datapath {
     }
 
     /// [`Datapath::start`], sealing every data datagram with `encryption` (`--encrypt`):
-    /// the tx thread seals after splitting, the rx thread opens what is addressed to this
+    /// the tx half seals after splitting, the rx half opens what is addressed to this
     /// node and drops what is not sealed (see [`keys`] and `rx::decap_datagram`).
     pub fn start_with(
         config: DatapathConfig,
@@ -297,33 +300,36 @@ impl Datapath {
             table: table.clone(),
             counters: counters.clone(),
             shutdown: shutdown.clone(),
-            threads: Vec::with_capacity(2),
+            threads: Vec::with_capacity(1),
             iface: tun.name().to_owned(),
             local_addr,
             offloads,
             udp: udp.clone(),
         };
-        let tx = tx::TxThread {
+        let rx_io = rx::RxIo {
             tun: tun.clone(),
             udp: udp.clone(),
-            table: table.clone(),
-            counters: counters[0].clone(),
-            shutdown: shutdown.clone(),
-            encryption: encryption.clone(),
-        };
-        let rx = rx::RxThread {
-            tun,
-            udp,
-            table,
             counters: counters[1].clone(),
-            shutdown,
+            shutdown: shutdown.clone(),
             coalesce,
             trace,
-            encryption: encryption.clone(),
         };
-        // On error `datapath` is dropped, which stops the thread already started.
-        datapath.spawn("overlay-tx", move || tx.run())?;
-        datapath.spawn("overlay-rx", move || rx.run())?;
+        let tx_counters = counters[0].clone();
+        let keys = encryption.clone();
+        // The halves are built on the packet thread: it allocates its own buffers.
+        // On error `datapath` is dropped (nothing is running yet).
+        datapath.spawn("overlay-dp", move || {
+            let rx = rx::Rx::new(rx_io, &table, keys.as_ref());
+            let tx = tx::Tx::new(
+                tun,
+                udp,
+                &table,
+                tx_counters,
+                shutdown.clone(),
+                keys.as_ref(),
+            );
+            worker::run(rx, tx, &shutdown)
+        })?;
         tracing::info!(
             iface = %datapath.iface,
             listen = %datapath.local_addr,

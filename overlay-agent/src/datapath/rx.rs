@@ -13,7 +13,8 @@ use super::packet;
 use super::trace_port::{TraceQueue, MAX_TRACE_DATAGRAM};
 use super::tun::Tun;
 use super::udp::{Batch, Outcome, Udp};
-use super::wake::{Shutdown, Wait, READABLE};
+use super::wake::{Shutdown, Wait};
+use super::worker::Step;
 use super::{FirstError, ERROR_BACKOFF_MS, MAX_DATAGRAM};
 use arc_swap::{ArcSwap, Cache};
 use overlay_proto::coalesce::{CoalesceConfig, Coalescer};
@@ -24,7 +25,7 @@ use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 /// What to do with a received datagram.
@@ -206,23 +207,36 @@ pub(crate) fn single_vnet_hdr(partial: Option<(u16, u16)>) -> VnetHdr {
     }
 }
 
-/// The UDP → TUN (and relay) thread.
+/// What the rx half reads, writes and counts into (shared by its steps).
 #[derive(Debug)]
-pub(crate) struct RxThread {
+pub(crate) struct RxIo {
     pub(crate) tun: Arc<Tun>,
     pub(crate) udp: Arc<Udp>,
-    pub(crate) table: Arc<ArcSwap<ForwardingTable>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: Arc<Shutdown>,
     /// What to coalesce (nothing: one TUN write per packet).
     pub(crate) coalesce: CoalesceConfig,
     /// Where trace datagrams go.
     pub(crate) trace: Arc<TraceQueue>,
-    /// With `--encrypt`: the keys to open datagrams with.
-    pub(crate) encryption: Option<Encryption>,
 }
 
-/// The rx thread's unsealing state with `--encrypt`.
+/// UDP → TUN (and relay): the rx half of the packet thread ([`super::worker`]). It owns its
+/// buffer, coalescer, view of the forwarding table and openers; [`Rx::step`] moves one
+/// receive.
+pub(crate) struct Rx {
+    io: RxIo,
+    table: Cache<Arc<ArcSwap<ForwardingTable>>, Arc<ForwardingTable>>,
+    /// With `--encrypt`: the keys to open datagrams with.
+    crypto: Option<RxCrypto>,
+    /// Present when the TUN takes super-packets and coalescing is on.
+    coalescer: Option<Coalescer>,
+    /// Datagrams pushed into the coalescer since its last flush.
+    held: usize,
+    buf: Box<[u8]>,
+    first_error: FirstError,
+}
+
+/// The rx half's unsealing state with `--encrypt`.
 struct RxCrypto {
     openers: Openers,
     keys: Cache<Arc<ArcSwap<KeyTable>>, Arc<KeyTable>>,
@@ -258,7 +272,7 @@ impl<'a> TunWriter<'a> {
             counters.dropped_n(DropReason::IoError, self.failed);
         }
         if let Some(e) = &self.error {
-            first_error.log("overlay-rx", "writing to the TUN device", e);
+            first_error.log("overlay-dp", "writing to the TUN device", e);
         }
     }
 
@@ -303,93 +317,117 @@ struct Tally {
 /// bounds how long a packet may wait in a pending super-packet (a few receives at most).
 pub(crate) const FLUSH_AFTER: usize = 128;
 
-impl RxThread {
-    /// Moves datagrams until shutdown is requested.
+impl Rx {
+    /// The rx half over `io`, reading the forwarding table from `table`.
+    pub(crate) fn new(
+        io: RxIo,
+        table: &Arc<ArcSwap<ForwardingTable>>,
+        encryption: Option<&Encryption>,
+    ) -> Rx {
+        let coalesce = io.coalesce;
+        Rx {
+            table: Cache::new(Arc::clone(table)),
+            crypto: encryption.map(|e| RxCrypto {
+                openers: Openers::new(e.me),
+                keys: Cache::new(Arc::clone(&e.keys)),
+                clock: Clock::new(),
+            }),
+            coalescer: (io.tun.features().vnet_hdr && (coalesce.tcp || coalesce.udp))
+                .then(|| Coalescer::new(coalesce)),
+            held: 0,
+            buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            first_error: FirstError::default(),
+            io,
+        }
+    }
+
+    /// The UDP socket's fd, to wait on.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.io.udp.as_fd()
+    }
+
+    /// Receives one batch of datagrams and delivers, relays or drops each.
+    /// [`Step::Idle`] when there was nothing to receive and nothing is pending.
     ///
     /// Pending super-packets are flushed when the socket has nothing more to read (so no
     /// packet waits for a later one that is not already queued), or after [`FLUSH_AFTER`]
     /// datagrams. Holding them across receives while more are queued lets segments re-form
     /// whole super-packets across GSO sends and even without GRO.
-    pub(crate) fn run(self) {
-        let mut buf = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
-        let mut table = Cache::new(Arc::clone(&self.table));
-        let mut first_error = FirstError::default();
-        let vnet_hdr = self.tun.features().vnet_hdr;
-        let mut coalescer = (vnet_hdr && (self.coalesce.tcp || self.coalesce.udp))
-            .then(|| Coalescer::new(self.coalesce));
-        let mut held = 0;
-        let mut crypto = self.encryption.as_ref().map(|e| RxCrypto {
-            openers: Openers::new(e.me),
-            keys: Cache::new(Arc::clone(&e.keys)),
-            clock: Clock::new(),
-        });
-        while !self.shutdown.requested() {
-            let batch = match self.udp.recv_batch(&mut buf) {
-                Ok(b) => b,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if held > 0 {
-                        held = 0;
-                        if let Some(c) = coalescer.as_mut() {
-                            self.flush(c, &mut first_error);
-                        }
-                        // Check again before sleeping: more may have come meanwhile.
-                        continue;
-                    }
-                    match self.shutdown.wait(self.udp.as_fd(), READABLE, -1) {
-                        Wait::Stop => break,
-                        Wait::Ready | Wait::Timeout => continue,
-                    }
+    pub(crate) fn step(&mut self) -> Step {
+        let batch = match self.io.udp.recv_batch(&mut self.buf) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if self.held > 0 {
+                    self.flush();
+                    // Not idle: more may have come meanwhile, check again before sleeping.
+                    return Step::Moved;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // E.g. ICMP errors queued on the socket; nothing was received.
-                    first_error.log("overlay-rx", "receiving from the UDP socket", &e);
-                    if self.shutdown.sleep(ERROR_BACKOFF_MS) == Wait::Stop {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let stop = match crypto.as_mut() {
-                None => self.batch(
-                    table.load(),
-                    &batch,
-                    &mut buf,
-                    coalescer.as_mut(),
-                    &mut first_error,
-                    &mut Plain,
-                ),
-                Some(c) => {
-                    let keys = c.keys.load();
-                    c.openers.sync(keys);
-                    let mut sealed = Sealed {
-                        openers: &mut c.openers,
-                        keys,
-                        now: c.clock.now(),
-                    };
-                    self.batch(
-                        table.load(),
-                        &batch,
-                        &mut buf,
-                        coalescer.as_mut(),
-                        &mut first_error,
-                        &mut sealed,
-                    )
-                }
-            };
-            if stop {
-                break;
+                return Step::Idle;
             }
-            if let Some(c) = coalescer.as_mut() {
-                held += batch.count();
-                if held >= FLUSH_AFTER {
-                    held = 0;
-                    self.flush(c, &mut first_error);
-                }
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Step::Moved,
+            Err(e) => {
+                // E.g. ICMP errors queued on the socket; nothing was received.
+                self.first_error
+                    .log("overlay-dp", "receiving from the UDP socket", &e);
+                return match self.io.shutdown.sleep(ERROR_BACKOFF_MS) {
+                    Wait::Stop => Step::Stop,
+                    Wait::Ready | Wait::Timeout => Step::Moved,
+                };
+            }
+        };
+        let table = self.table.load();
+        let stop = match self.crypto.as_mut() {
+            None => self.io.batch(
+                table,
+                &batch,
+                &mut self.buf,
+                self.coalescer.as_mut(),
+                &mut self.first_error,
+                &mut Plain,
+            ),
+            Some(c) => {
+                let keys = c.keys.load();
+                c.openers.sync(keys);
+                let mut sealed = Sealed {
+                    openers: &mut c.openers,
+                    keys,
+                    now: c.clock.now(),
+                };
+                self.io.batch(
+                    table,
+                    &batch,
+                    &mut self.buf,
+                    self.coalescer.as_mut(),
+                    &mut self.first_error,
+                    &mut sealed,
+                )
+            }
+        };
+        if stop {
+            return Step::Stop;
+        }
+        if self.coalescer.is_some() {
+            self.held += batch.count();
+            if self.held >= FLUSH_AFTER {
+                self.flush();
             }
         }
+        Step::Moved
     }
 
+    /// Writes every pending super-packet to the TUN now.
+    pub(crate) fn flush(&mut self) {
+        if self.held == 0 {
+            return;
+        }
+        self.held = 0;
+        if let Some(c) = self.coalescer.as_mut() {
+            self.io.flush(c, &mut self.first_error);
+        }
+    }
+}
+
+impl RxIo {
     /// Writes every pending super-packet.
     fn flush(&self, coalescer: &mut Coalescer, first_error: &mut FirstError) {
         let mut writer = TunWriter::new(&self.tun);
@@ -535,7 +573,7 @@ impl RxThread {
             }
         }
         if let Some(e) = &o.error {
-            first_error.log("overlay-rx", "relaying to a peer", e);
+            first_error.log("overlay-dp", "relaying to a peer", e);
         }
         o.stop
     }

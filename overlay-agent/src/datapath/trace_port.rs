@@ -1,6 +1,6 @@
 //! The data path's side door for trace datagrams (kinds `TraceProbe` and `TraceReport`).
 //!
-//! The rx thread checks the sender and parses the header of every datagram as usual; a
+//! The rx half checks the sender and parses the header of every datagram as usual; a
 //! datagram of a trace kind then takes a cold branch: it is copied into a bounded queue
 //! ([`TraceQueue::offer`], a `try_send` that counts a drop when the queue is full) and
 //! handled by the agent's trace task ([`crate::trace`]) through the [`TracePort`], which
@@ -24,7 +24,7 @@ pub(crate) const QUEUE_LEN: usize = 64;
 /// Largest trace datagram accepted (header and the largest payload, a report).
 pub(crate) const MAX_TRACE_DATAGRAM: usize = HEADER_LEN + MAX_REPORT_LEN;
 
-/// The rx thread's end of the queue.
+/// The rx half's end of the queue.
 #[derive(Debug)]
 pub(crate) struct TraceQueue {
     tx: mpsc::Sender<Vec<u8>>,
@@ -46,7 +46,7 @@ impl TraceQueue {
     }
 
     /// Queues a copy of `datagram` for the trace task (no waiting: counted as dropped when
-    /// the queue is full or nobody reads it). Called by the rx thread only.
+    /// the queue is full or nobody reads it). Called by the rx half only.
     #[cold]
     #[inline(never)]
     pub(crate) fn offer(&self, datagram: &[u8]) {
@@ -65,7 +65,7 @@ impl TraceQueue {
     }
 }
 
-/// Adds one to a counter only the rx thread writes.
+/// Adds one to a counter only the rx half writes.
 fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }

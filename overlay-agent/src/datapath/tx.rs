@@ -13,7 +13,8 @@ use super::keys::{Clock, Encryption, KeyTable, Sealers};
 use super::packet::{self, Ipv4Info};
 use super::tun::Tun;
 use super::udp::{Outcome, Udp};
-use super::wake::{Shutdown, Wait, READABLE};
+use super::wake::{Shutdown, Wait};
+use super::worker::Step;
 use super::{FirstError, ERROR_BACKOFF_MS, MAX_PACKET};
 use arc_swap::{ArcSwap, Cache};
 use overlay_proto::forwarding::{ForwardingTable, Lookup};
@@ -24,7 +25,7 @@ use overlay_proto::segment::{self, SplitError, SplitLayout, MAX_SEGMENTS};
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 /// Size of the buffer a super-packet is split into: 64 KiB of payload plus, for each of up
@@ -135,19 +136,27 @@ pub(crate) fn encap(
     }
 }
 
-/// The TUN → UDP thread.
-#[derive(Debug)]
-pub(crate) struct TxThread {
-    pub(crate) tun: Arc<Tun>,
-    pub(crate) udp: Arc<Udp>,
-    pub(crate) table: Arc<ArcSwap<ForwardingTable>>,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) shutdown: Arc<Shutdown>,
+/// TUN → UDP: the tx half of the packet thread ([`super::worker`]). It owns its buffers,
+/// its view of the forwarding table and its sealers; [`Tx::step`] moves one read.
+pub(crate) struct Tx {
+    tun: Arc<Tun>,
+    udp: Arc<Udp>,
+    counters: Arc<Counters>,
+    shutdown: Arc<Shutdown>,
+    table: Cache<Arc<ArcSwap<ForwardingTable>>, Arc<ForwardingTable>>,
     /// With `--encrypt`: the keys to seal datagrams with.
-    pub(crate) encryption: Option<Encryption>,
+    crypto: Option<TxCrypto>,
+    /// Where the TUN is read: the IP packet always starts at [`HEADER_LEN`].
+    read_at: usize,
+    vnet_hdr: bool,
+    /// The read buffer, with room to seal a single packet in place.
+    buf: Box<[u8]>,
+    /// The split buffer, with room to seal a batch in place.
+    out: Box<[u8]>,
+    first_error: FirstError,
 }
 
-/// The tx thread's sealing state with `--encrypt`.
+/// The tx half's sealing state with `--encrypt`.
 struct TxCrypto {
     sealers: Sealers,
     keys: Cache<Arc<ArcSwap<KeyTable>>, Arc<KeyTable>>,
@@ -169,125 +178,144 @@ impl TxCrypto {
     }
 }
 
-impl TxThread {
-    /// Moves packets until shutdown is requested.
-    pub(crate) fn run(self) {
-        let vnet_hdr = self.tun.features().vnet_hdr;
-        let read_at = if vnet_hdr {
-            HEADER_LEN - VNET_HDR_LEN
-        } else {
-            HEADER_LEN
-        };
-        // Both buffers have room to seal what they hold in place.
-        let mut buf = vec![0u8; HEADER_LEN + MAX_PACKET + OVERHEAD].into_boxed_slice();
-        let mut out = vec![0u8; SPLIT_BUFFER + SEAL_ROOM].into_boxed_slice();
-        let mut crypto = self.encryption.as_ref().map(|e| TxCrypto {
-            sealers: Sealers::new(e.me, e.suite),
-            keys: Cache::new(Arc::clone(&e.keys)),
-            clock: Clock::new(),
-        });
-        let mut table = Cache::new(Arc::clone(&self.table));
-        let mut first_error = FirstError::default();
-        while !self.shutdown.requested() {
-            let n = match self.tun.read(&mut buf[read_at..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    match self.shutdown.wait(self.tun.as_fd(), READABLE, -1) {
-                        Wait::Stop => break,
-                        Wait::Ready | Wait::Timeout => continue,
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    first_error.log("overlay-tx", "reading the TUN device", &e);
-                    if self.shutdown.sleep(ERROR_BACKOFF_MS) == Wait::Stop {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let (vnet, len) = if vnet_hdr {
-                match VnetHdr::parse(&buf[read_at..read_at + n]) {
-                    Ok(v) => (Some(v), n - VNET_HDR_LEN),
-                    Err(_) => {
-                        self.counters.dropped(DropReason::Malformed);
-                        continue;
-                    }
-                }
+impl Tx {
+    /// The tx half over `tun` and `udp`, counting into `counters`.
+    pub(crate) fn new(
+        tun: Arc<Tun>,
+        udp: Arc<Udp>,
+        table: &Arc<ArcSwap<ForwardingTable>>,
+        counters: Arc<Counters>,
+        shutdown: Arc<Shutdown>,
+        encryption: Option<&Encryption>,
+    ) -> Tx {
+        let vnet_hdr = tun.features().vnet_hdr;
+        Tx {
+            read_at: if vnet_hdr {
+                HEADER_LEN - VNET_HDR_LEN
             } else {
-                (None, n)
-            };
-            let verdict = encap(
-                table.load(),
-                vnet.as_ref(),
-                &mut buf[..HEADER_LEN + MAX_PACKET],
-                len,
-                &mut out[..SPLIT_BUFFER],
-            );
-            let outcome = match verdict {
-                TxVerdict::Single { to, dst, len } => {
-                    let sent = match crypto.as_mut() {
-                        None => Ok(len),
-                        Some(c) => c
-                            .seal(dst, &mut buf, seal::single(len))
-                            .map(|l| l.total_len),
-                    };
-                    let sent = match sent {
-                        Ok(n) => n,
-                        Err(reason) => {
-                            self.counters.dropped(reason);
-                            continue;
-                        }
-                    };
-                    let o = self
-                        .udp
-                        .send_segments(&buf[..sent], sent, to, &self.shutdown);
-                    (o, dst, len - HEADER_LEN, 1, len)
-                }
-                TxVerdict::Split { to, dst, layout } => {
-                    self.counters.super_packet();
-                    let wire = match crypto.as_mut() {
-                        None => Ok(layout),
-                        Some(c) => c.seal(dst, &mut out, layout),
-                    };
-                    let wire = match wire {
-                        Ok(w) => w,
-                        Err(reason) => {
-                            self.counters.dropped_n(reason, layout.count);
-                            continue;
-                        }
-                    };
-                    let o = self.udp.send_segments(
-                        &out[..wire.total_len],
-                        wire.datagram_len,
-                        to,
-                        &self.shutdown,
-                    );
-                    let inner = layout.total_len - layout.count * HEADER_LEN;
-                    (o, dst, inner, layout.count, layout.datagram_len)
-                }
-                TxVerdict::Drop(reason) => {
-                    self.counters.dropped(reason);
-                    continue;
-                }
-            };
-            let (o, dst, inner_bytes, count, datagram_len) = outcome;
-            if self.account(&o, dst, inner_bytes, count, datagram_len, &mut first_error) {
-                break;
+                HEADER_LEN
+            },
+            vnet_hdr,
+            crypto: encryption.map(|e| TxCrypto {
+                sealers: Sealers::new(e.me, e.suite),
+                keys: Cache::new(Arc::clone(&e.keys)),
+                clock: Clock::new(),
+            }),
+            table: Cache::new(Arc::clone(table)),
+            buf: vec![0u8; HEADER_LEN + MAX_PACKET + OVERHEAD].into_boxed_slice(),
+            out: vec![0u8; SPLIT_BUFFER + SEAL_ROOM].into_boxed_slice(),
+            first_error: FirstError::default(),
+            tun,
+            udp,
+            counters,
+            shutdown,
+        }
+    }
+
+    /// The TUN device's fd, to wait on.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.tun.as_fd()
+    }
+
+    /// Reads one packet or super-packet from the TUN and sends it on (or drops and counts
+    /// it). [`Step::Idle`] when there was nothing to read.
+    pub(crate) fn step(&mut self) -> Step {
+        let read_at = self.read_at;
+        let n = match self.tun.read(&mut self.buf[read_at..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Idle,
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Step::Moved,
+            Err(e) => {
+                self.first_error
+                    .log("overlay-dp", "reading the TUN device", &e);
+                return match self.shutdown.sleep(ERROR_BACKOFF_MS) {
+                    Wait::Stop => Step::Stop,
+                    Wait::Ready | Wait::Timeout => Step::Moved,
+                };
             }
+        };
+        let (vnet, len) = if self.vnet_hdr {
+            match VnetHdr::parse(&self.buf[read_at..read_at + n]) {
+                Ok(v) => (Some(v), n - VNET_HDR_LEN),
+                Err(_) => {
+                    self.counters.dropped(DropReason::Malformed);
+                    return Step::Moved;
+                }
+            }
+        } else {
+            (None, n)
+        };
+        let verdict = encap(
+            self.table.load(),
+            vnet.as_ref(),
+            &mut self.buf[..HEADER_LEN + MAX_PACKET],
+            len,
+            &mut self.out[..SPLIT_BUFFER],
+        );
+        let outcome = match verdict {
+            TxVerdict::Single { to, dst, len } => {
+                let sent = match self.crypto.as_mut() {
+                    None => Ok(len),
+                    Some(c) => c
+                        .seal(dst, &mut self.buf, seal::single(len))
+                        .map(|l| l.total_len),
+                };
+                let sent = match sent {
+                    Ok(n) => n,
+                    Err(reason) => {
+                        self.counters.dropped(reason);
+                        return Step::Moved;
+                    }
+                };
+                let o = self
+                    .udp
+                    .send_segments(&self.buf[..sent], sent, to, &self.shutdown);
+                (o, dst, len - HEADER_LEN, 1, len)
+            }
+            TxVerdict::Split { to, dst, layout } => {
+                self.counters.super_packet();
+                let wire = match self.crypto.as_mut() {
+                    None => Ok(layout),
+                    Some(c) => c.seal(dst, &mut self.out, layout),
+                };
+                let wire = match wire {
+                    Ok(w) => w,
+                    Err(reason) => {
+                        self.counters.dropped_n(reason, layout.count);
+                        return Step::Moved;
+                    }
+                };
+                let o = self.udp.send_segments(
+                    &self.out[..wire.total_len],
+                    wire.datagram_len,
+                    to,
+                    &self.shutdown,
+                );
+                let inner = layout.total_len - layout.count * HEADER_LEN;
+                (o, dst, inner, layout.count, layout.datagram_len)
+            }
+            TxVerdict::Drop(reason) => {
+                self.counters.dropped(reason);
+                return Step::Moved;
+            }
+        };
+        let (o, dst, inner_bytes, count, datagram_len) = outcome;
+        if self.account(&o, dst, inner_bytes, count, datagram_len) {
+            Step::Stop
+        } else {
+            Step::Moved
         }
     }
 
     /// Counts what a send did; true if the thread must stop.
     #[inline]
     fn account(
-        &self,
+        &mut self,
         o: &Outcome,
         dst: PeerId,
         inner_bytes: usize,
         count: usize,
         datagram_len: usize,
-        first_error: &mut FirstError,
     ) -> bool {
         if o.sent > 0 {
             let bytes = if o.sent == count {
@@ -306,7 +334,7 @@ impl TxThread {
             }
         }
         if let Some(e) = &o.error {
-            first_error.log("overlay-tx", "sending to a peer", e);
+            self.first_error.log("overlay-dp", "sending to a peer", e);
         }
         o.stop
     }

@@ -81,6 +81,27 @@ impl Shutdown {
         self.poll(&mut fds, timeout_ms)
     }
 
+    /// Waits until either of two fds is readable, shutdown is requested, or `timeout_ms`
+    /// passes (-1: no timeout).
+    pub(crate) fn wait_readable(
+        &self,
+        a: BorrowedFd<'_>,
+        b: BorrowedFd<'_>,
+        timeout_ms: i32,
+    ) -> Wait {
+        let pollfd = |fd: i32| libc::pollfd {
+            fd,
+            events: READABLE,
+            revents: 0,
+        };
+        let mut fds = [
+            pollfd(a.as_raw_fd()),
+            pollfd(b.as_raw_fd()),
+            pollfd(self.event.as_raw_fd()),
+        ];
+        self.poll(&mut fds, timeout_ms)
+    }
+
     /// Sleeps up to `timeout_ms` unless shutdown is requested first.
     pub(crate) fn sleep(&self, timeout_ms: i32) -> Wait {
         let mut fds = [libc::pollfd {
@@ -142,5 +163,22 @@ mod tests {
         b.send(b"x").expect("send");
         assert_eq!(shutdown.wait(a.as_fd(), READABLE, 10_000), Wait::Ready);
         assert_eq!(shutdown.wait(a.as_fd(), WRITABLE, 10_000), Wait::Ready);
+
+        let (c, d) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+        assert_eq!(
+            shutdown.wait_readable(c.as_fd(), d.as_fd(), 10),
+            Wait::Timeout
+        );
+        c.send(b"x").expect("send");
+        assert_eq!(
+            shutdown.wait_readable(c.as_fd(), d.as_fd(), 10_000),
+            Wait::Ready,
+            "the second fd"
+        );
+        shutdown.trigger();
+        assert_eq!(
+            shutdown.wait_readable(c.as_fd(), c.as_fd(), 10_000),
+            Wait::Stop
+        );
     }
 }
