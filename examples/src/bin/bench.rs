@@ -21,10 +21,11 @@
 //! rotating order, so that noise on this shared machine hits all of them alike; the report
 //! gives medians over the runs. In the same rotation, each run also measures how long a
 //! thread blocked in `recv(2)` takes to run after a write when the machine has been idle for
-//! the ping interval ([`wakeup`]): the wake-up every sleeping packet thread pays, which bounds
-//! from below what any userspace tunnel without busy polling adds to the RTT. While iperf3
-//! runs through an overlay cluster, its agents' resident memory is sampled. The report is
-//! Markdown, on stdout; progress goes to stderr.
+//! the ping interval, and how long the writer, asleep in its own `recv(2)` right after, takes
+//! to run after the answer ([`wakeup`]): the wake-ups every sleeping packet thread pays, which
+//! bound from below what any userspace tunnel without busy polling adds to the RTT. While
+//! iperf3 runs through an overlay cluster, its agents' resident memory is sampled. The report
+//! is Markdown, on stdout; progress goes to stderr.
 //!
 //! Everything lives in namespaces with a unique prefix and is removed on every exit path:
 //! errors, panics, and SIGINT/SIGTERM/SIGHUP (caught, so destructors run).
@@ -413,8 +414,10 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
 /// The wake-up latencies of all runs.
 #[derive(Debug, Default)]
 struct Wake {
-    /// Every sample of every run, µs.
+    /// Every wake-up after idle of every run, µs.
     samples_us: Vec<f64>,
+    /// The matching wake-ups of the writer right after (see [`wakeup::Wakeup::back`]), µs.
+    back_us: Vec<f64>,
     /// Runs measured.
     runs: usize,
     /// Why runs failed (left out).
@@ -423,20 +426,25 @@ struct Wake {
 
 impl Wake {
     /// One run: [`WAKE_SAMPLES`] wake-ups after [`WAKE_IDLE`] each, of a thread blocked in
-    /// `recv(2)` on a UDP socket on the loopback of `ns`.
+    /// `recv(2)` on a UDP socket on the loopback of `ns`, and of the writer right after.
     fn measure(&mut self, ns: &Netns) {
         match wakeup::latencies(ns, WAKE_SAMPLES, WAKE_IDLE) {
             Ok(v) => {
-                let us: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+                let micros = |d: Duration| d.as_secs_f64() * 1e6;
+                let us: Vec<f64> = v.iter().map(|w| micros(w.after_idle)).collect();
+                let back: Vec<f64> = v.iter().map(|w| micros(w.back)).collect();
                 eprintln!(
-                    "    {:<40} median {:.0} min {:.0} max {:.0} µs ({} samples)",
+                    "    {:<40} median {:.0} min {:.0} max {:.0} µs ({} samples); \
+                     the writer right after: median {:.0} µs",
                     format!("wake-up after {} ms idle", WAKE_IDLE.as_millis()),
                     median(&us),
                     us.iter().copied().fold(f64::INFINITY, f64::min),
                     us.iter().copied().fold(0.0, f64::max),
-                    us.len()
+                    us.len(),
+                    median(&back),
                 );
                 self.samples_us.extend(us);
+                self.back_us.extend(back);
                 self.runs += 1;
             }
             Err(e) => {
@@ -926,6 +934,7 @@ fn wake_sentence(wake: &Wake) -> Option<String> {
         return None;
     }
     let med = median(&wake.samples_us).round();
+    let back = median(&wake.back_us).round();
     let min = wake
         .samples_us
         .iter()
@@ -933,21 +942,24 @@ fn wake_sentence(wake: &Wake) -> Option<String> {
         .fold(f64::INFINITY, f64::min);
     Some(format!(
         "A thread blocked in read(2) and woken after {} ms of idle (the ping interval) runs \
-         {} µs (median; min {}) after the write here ({} samples over {} run(s): recv(2) on a \
-         UDP socket, woken by a datagram another thread sends to it over the loopback of a \
-         namespace, timed from just before the send to the return of the recv). A userspace \
-         tunnel wakes at least two threads per round trip that kernel VXLAN does not (the \
-         sending node's agent to read its TUN, the receiving node's to read its socket; the \
-         TUN→TUN forwarder wakes two, one per direction; our agent, with a thread per \
-         direction, four), so ≈ 2·{} = {} µs over kernel VXLAN is the floor of its RTT \
-         without busy polling.",
+         {} µs (median; min {}) after the write here; the writer, blocked in its own read(2) \
+         right after writing (as ping is), runs {} µs (median) after the woken thread answers \
+         ({} samples over {} run(s): recv(2) on UDP sockets over the loopback of a namespace, \
+         timed from just before each send to the return of the recv). A userspace tunnel \
+         wakes at least two threads per round trip that kernel VXLAN does not (the sending \
+         node's agent to read its TUN, the receiving node's to read its socket; the TUN→TUN \
+         forwarder wakes two, one per direction; our agent, with a thread per direction, \
+         four), the first after the idle interval, the others right after another thread ran: \
+         so ≈ {} + {} = {} µs over kernel VXLAN is the floor of its RTT without busy polling.",
         WAKE_IDLE.as_millis(),
         us(med),
         us(min),
+        us(back),
         wake.samples_us.len(),
         wake.runs,
         us(med),
-        us(2.0 * med),
+        us(back),
+        us(med + back),
     ))
 }
 
@@ -1035,6 +1047,7 @@ mod tests {
         ];
         let wake = Wake {
             samples_us: vec![30.0, 42.0, 40.0],
+            back_us: vec![7.0, 9.0, 8.0],
             runs: 1,
             failures: Vec::new(),
         };
@@ -1064,8 +1077,12 @@ mod tests {
             r.contains("woken after 50 ms of idle (the ping interval) runs 40 µs (median; min 30)"),
             "{r}"
         );
-        assert!(r.contains("3 samples over 1 run(s)"), "{r}");
-        assert!(r.contains("≈ 2·40 = 80 µs over kernel VXLAN"), "{r}");
+        assert!(r.contains("answers (3 samples over 1 run(s)"), "{r}");
+        assert!(
+            r.contains("runs 8 µs (median) after the woken thread"),
+            "{r}"
+        );
+        assert!(r.contains("≈ 40 + 8 = 48 µs over kernel VXLAN"), "{r}");
         assert!(
             r.contains(
                 "40 reads forwarded, 16.0 KiB each on average (node 0 → node 1, the data \
