@@ -15,6 +15,9 @@
 //! - [`traffic`]: checksummed TCP transfers and UDP echoes between namespaces.
 //! - [`stream`]: a long, paced TCP stream checked byte by byte, with its stalls (restarts).
 //! - [`vxlan`]: kernel VXLAN between underlay nodes with a pod per node (the benchmark reference).
+//! - [`tunpipe`]: two nodes joined by a TUN→TUN forwarder, a pod per node (the ceiling of any
+//!   TUN-based design, for the benchmark).
+//! - [`wakeup`]: how long a blocked thread takes to run after a write, on an idle machine.
 //! - [`iperf`]: throughput (iperf3) and round-trip time (ping) between namespaces.
 //! - [`conflist`]: CNI network configuration lists executed the way a runtime does.
 
@@ -27,9 +30,11 @@ pub mod packet;
 pub mod process;
 pub mod stream;
 pub mod traffic;
+pub mod tunpipe;
 pub mod underlay;
 pub mod vxlan;
 pub mod wait;
+pub mod wakeup;
 
 pub use cluster::{Binaries, Cluster};
 pub use netns::Netns;

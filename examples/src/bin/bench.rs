@@ -1,27 +1,41 @@
-//! The data-path benchmark: our overlay against kernel VXLAN and the bare underlay, in one run,
-//! on identical namespace underlays. Run it with `scripts/bench.sh` (as root; it installs
-//! iperf3 and ping and builds the release binaries first).
+//! The data-path benchmark: our overlay against kernel VXLAN, the ceiling of any TUN design
+//! and the bare underlay, in one run, on identical namespace topologies. Run it with
+//! `scripts/bench.sh` (as root; it installs iperf3 and ping and builds the release binaries
+//! first).
 //!
 //! - **overlay**: a two-node [`Cluster`] (real agents, pods attached by the CNI plugin);
 //!   iperf3 and ping from the pod on node 0 to the pod on node 1.
 //! - **kernel VXLAN**: a [`VxlanNet`] on a second, identical [`Underlay`], pods wired the same
 //!   way (pod veth → node bridge → route → vxlan → underlay → vxlan → bridge → pod): the
 //!   reference every ratio is taken against.
+//! - **TUN→TUN forwarder**: a [`TunPipeNet`]: the same two nodes and pods, but each node routes
+//!   the other pod's subnet into a TUN device (vnet header, checksum and TSO offloads, the
+//!   VXLAN bed's MTU) and two threads of this process copy every read, unchanged, into the
+//!   other node's TUN. No tunnel, no UDP, no processing: the most any TUN-based userspace
+//!   design can do on this machine.
 //! - **underlay**: node 0 to node 1 of the VXLAN bed directly (veth → bridge → veth).
 //! - with `--ablation`: one more overlay cluster per offload technique, its agents started
 //!   with `OVERLAY_DATAPATH_DISABLE=<technique>`.
 //!
 //! Each run measures every path once (one TCP stream, four streams, then ping), the paths in a
 //! rotating order, so that noise on this shared machine hits all of them alike; the report
-//! gives medians over the runs. While iperf3 runs through an overlay cluster, its agents'
-//! resident memory is sampled. The report is Markdown, on stdout; progress goes to stderr.
+//! gives medians over the runs. In the same rotation, each run also measures how long a
+//! thread blocked in `recv(2)` takes to run after a write when the machine has been idle for
+//! the ping interval, and how long the writer, asleep in its own `recv(2)` right after, takes
+//! to run after the answer ([`wakeup`]): the wake-ups every sleeping packet thread pays, which
+//! bound from below what any userspace tunnel without busy polling adds to the RTT. While
+//! iperf3 runs through an overlay cluster, its agents' resident memory is sampled. The report
+//! is Markdown, on stdout; progress goes to stderr.
 //!
 //! Everything lives in namespaces with a unique prefix and is removed on every exit path:
 //! errors, panics, and SIGINT/SIGTERM/SIGHUP (caught, so destructors run).
 
 use anyhow::{bail, Context};
 use overlay_testbed::iperf::{self, IperfServer, Rtt, Throughput};
+use overlay_testbed::tunpipe::forward::DirectionStats;
+use overlay_testbed::tunpipe::TunPipeNet;
 use overlay_testbed::vxlan::{self, VxlanNet};
+use overlay_testbed::wakeup;
 use overlay_testbed::{Binaries, Cluster, Netns, Underlay};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -36,6 +50,9 @@ const TECHNIQUES: [&str; 4] = ["tun-offload", "udp-gso", "udp-gro", "coalesce"];
 /// Pings per run, and their interval in seconds.
 const PINGS: u32 = 20;
 const PING_INTERVAL: f64 = 0.05;
+/// Wake-up samples per run, each after [`WAKE_IDLE`] of idle (the ping interval).
+const WAKE_SAMPLES: usize = 40;
+const WAKE_IDLE: Duration = Duration::from_millis(50);
 /// How often agent memory is sampled during the iperf3 runs.
 const RSS_EVERY: Duration = Duration::from_millis(50);
 
@@ -166,6 +183,9 @@ mod interrupt {
     }
 }
 
+/// The row of the TUN→TUN forwarder.
+const TUNPIPE_LABEL: &str = "TUN→TUN forwarder, no tunnel (ceiling of any TUN design)";
+
 /// Index of the overlay cluster whose agents run with `--secret-file` and `--encrypt`.
 const SEALED: usize = 1;
 /// Index of the first ablation cluster.
@@ -179,6 +199,8 @@ enum Kind {
     Overlay(usize),
     /// Pod to pod through kernel VXLAN.
     Vxlan,
+    /// Pod to pod through the TUN→TUN forwarder.
+    TunPipe,
     /// Node to node on the VXLAN bed's underlay.
     Underlay,
 }
@@ -225,11 +247,12 @@ impl Series {
 }
 
 /// The namespaces under test; removed on drop (the clusters, then the VXLAN bed, then the
-/// log directory).
+/// TUN→TUN forwarder bed, then the log directory).
 #[derive(Debug)]
 struct Bed {
     clusters: Vec<Cluster>,
     vxlan: VxlanNet,
+    tunpipe: TunPipeNet,
     logs: LogDir,
 }
 
@@ -258,6 +281,12 @@ impl Bed {
                 client: &self.vxlan.pods[0].netns,
                 server: &self.vxlan.pods[1].netns,
                 dst: self.vxlan.pods[1].ip,
+                agents: Vec::new(),
+            },
+            Kind::TunPipe => Ends {
+                client: &self.tunpipe.pods[0].netns,
+                server: &self.tunpipe.pods[1].netns,
+                dst: self.tunpipe.pods[1].ip,
                 agents: Vec::new(),
             },
             Kind::Underlay => Ends {
@@ -309,6 +338,12 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
         ),
         Series::new("kernel VXLAN pod→pod", Kind::Vxlan, None, bed.vxlan.mtu()),
         Series::new(
+            TUNPIPE_LABEL,
+            Kind::TunPipe,
+            None,
+            vxlan::link_mtu(&bed.tunpipe.pods[0].netns, "eth0")?,
+        ),
+        Series::new(
             "underlay node→node (veth, bridge, veth)",
             Kind::Underlay,
             None,
@@ -339,11 +374,16 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
         }
     }
 
+    let mut wake = Wake::default();
     for run in 0..args.runs {
         step(&format!("run {}/{}", run + 1, args.runs));
+        // Slot `n` is the wake-up measurement, rotated along with the paths.
         let n = series.len();
-        for i in (0..n).map(|i| (i + run) % n) {
-            if let Err(e) = measure(&bed, &mut series[i], args.secs) {
+        for i in (0..=n).map(|i| (i + run) % (n + 1)) {
+            if i == n {
+                wake.measure(&bed.tunpipe.nodes[0]);
+                interrupt::check()?;
+            } else if let Err(e) = measure(&bed, &mut series[i], args.secs) {
                 interrupt::check()?;
                 failed(&bed, &mut series[i], e);
             }
@@ -360,14 +400,59 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
                 .unwrap_or(0);
         }
     }
+    let forwarded = bed.tunpipe.stats();
     let elapsed = started.elapsed();
     drop(bed);
     step(&format!(
         "done in {:.0} s; everything removed",
         elapsed.as_secs_f64()
     ));
-    let failures = series.iter().map(|s| s.failures.len()).sum();
-    Ok((report(args, &series), failures))
+    let failures = series.iter().map(|s| s.failures.len()).sum::<usize>() + wake.failures.len();
+    Ok((report(args, &series, &wake, &forwarded), failures))
+}
+
+/// The wake-up latencies of all runs.
+#[derive(Debug, Default)]
+struct Wake {
+    /// Every wake-up after idle of every run, µs.
+    samples_us: Vec<f64>,
+    /// The matching wake-ups of the writer right after (see [`wakeup::Wakeup::back`]), µs.
+    back_us: Vec<f64>,
+    /// Runs measured.
+    runs: usize,
+    /// Why runs failed (left out).
+    failures: Vec<String>,
+}
+
+impl Wake {
+    /// One run: [`WAKE_SAMPLES`] wake-ups after [`WAKE_IDLE`] each, of a thread blocked in
+    /// `recv(2)` on a UDP socket on the loopback of `ns`, and of the writer right after.
+    fn measure(&mut self, ns: &Netns) {
+        match wakeup::latencies(ns, WAKE_SAMPLES, WAKE_IDLE) {
+            Ok(v) => {
+                let micros = |d: Duration| d.as_secs_f64() * 1e6;
+                let us: Vec<f64> = v.iter().map(|w| micros(w.after_idle)).collect();
+                let back: Vec<f64> = v.iter().map(|w| micros(w.back)).collect();
+                eprintln!(
+                    "    {:<40} median {:.0} min {:.0} max {:.0} µs ({} samples); \
+                     the writer right after: median {:.0} µs",
+                    format!("wake-up after {} ms idle", WAKE_IDLE.as_millis()),
+                    median(&us),
+                    us.iter().copied().fold(f64::INFINITY, f64::min),
+                    us.iter().copied().fold(0.0, f64::max),
+                    us.len(),
+                    median(&back),
+                );
+                self.samples_us.extend(us);
+                self.back_us.extend(back);
+                self.runs += 1;
+            }
+            Err(e) => {
+                eprintln!("    wake-up measurement: FAILED: {e:#}");
+                self.failures.push(format!("{e:#}"));
+            }
+        }
+    }
 }
 
 /// Builds the overlay cluster(s) and the VXLAN bed.
@@ -382,9 +467,16 @@ fn build(bins: &Binaries, args: &Args) -> anyhow::Result<Bed> {
     }
     step("kernel VXLAN bed: 2 nodes on an underlay bridge, vx0 + bridge + a pod per node");
     let vxlan = VxlanNet::new(&overlay_testbed::unique_prefix("bvx"), 2)?;
+    step(&format!(
+        "TUN→TUN forwarder bed: 2 nodes, tp0 (vnet header, TSO) + bridge + a pod per node, \
+         MTU {}, forwarder threads in this process",
+        vxlan.mtu()
+    ));
+    let tunpipe = TunPipeNet::new(&overlay_testbed::unique_prefix("btp"), vxlan.mtu())?;
     let mut bed = Bed {
         clusters: Vec::new(),
         vxlan,
+        tunpipe,
         logs,
     };
     // Plain, sealed (index SEALED), then the ablation clusters (from FIRST_ABLATION).
@@ -518,6 +610,7 @@ impl Series {
             (Kind::Overlay(_), None) => "overlay".to_owned(),
             (Kind::Overlay(_), Some(t)) => format!("overlay-no-{t}"),
             (Kind::Vxlan, _) => "vxlan".to_owned(),
+            (Kind::TunPipe, _) => "tunpipe".to_owned(),
             (Kind::Underlay, _) => "underlay".to_owned(),
         }
     }
@@ -693,7 +786,7 @@ fn signed_us(v: f64) -> String {
 }
 
 /// The Markdown report.
-fn report(args: &Args, series: &[Series]) -> String {
+fn report(args: &Args, series: &[Series], wake: &Wake, forwarded: &[DirectionStats; 2]) -> String {
     use std::fmt::Write;
     let find = |k: Kind| series.iter().find(|s| s.kind == k);
     let (Some(vx), Some(ours)) = (find(Kind::Vxlan), find(Kind::Overlay(0))) else {
@@ -707,8 +800,15 @@ fn report(args: &Args, series: &[Series]) -> String {
          iperf3 from the pod on node 0 to the pod on node 1, receiver-side Gbit/s, {} s per run; \
          ping {PINGS} × {PING_INTERVAL} s (56-byte payload). Median (min–max) of {} runs, \
          the paths interleaved in each run. The agents run with `--masquerade false` (no NAT \
-         table, like the VXLAN bed).\n",
-        args.secs, args.runs
+         table, like the VXLAN bed). The TUN→TUN forwarder row is the VXLAN bed's topology with \
+         each node's `vx0` replaced by a TUN device (IFF_VNET_HDR, checksum/TSO4/TSO6/ECN \
+         offloads, txqueuelen {}, the VXLAN MTU) and one thread per direction in the bench \
+         process copying each read, virtio header and all, into the other node's TUN \
+         (non-blocking fds, poll(2) when idle, as in the agent): two user/kernel copies per byte \
+         and no UDP, the most any TUN-based design can do.\n",
+        args.secs,
+        args.runs,
+        overlay_testbed::tunpipe::TXQUEUELEN
     );
     let _ = writeln!(
         out,
@@ -762,6 +862,10 @@ fn report(args: &Args, series: &[Series]) -> String {
             );
         }
     }
+    if let Some(sentence) = wake_sentence(wake) {
+        let _ = writeln!(out, "\n{sentence}");
+    }
+    let _ = write!(out, "\n{}", forwarder_note(forwarded));
     let _ = writeln!(
         out,
         "\nAgent memory under load: max VmRSS {:.1} MiB (both agents, sampled every {} ms \
@@ -778,6 +882,15 @@ fn report(args: &Args, series: &[Series]) -> String {
     if !lost.is_empty() {
         let _ = writeln!(out, "\nPing loss: {}.", lost.join("; "));
     }
+    if !wake.failures.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n**The wake-up measurement failed in {} of {} runs** (left out); first: {}",
+            wake.failures.len(),
+            args.runs,
+            wake.failures[0].replace('\n', " ")
+        );
+    }
     for s in series.iter().filter(|s| !s.failures.is_empty()) {
         let _ = writeln!(
             out,
@@ -793,6 +906,61 @@ fn report(args: &Args, series: &[Series]) -> String {
     let _ = writeln!(out, "\nCommand: `{command}`  ");
     let _ = writeln!(out, "Machine: {}", machine());
     out
+}
+
+/// What the TUN→TUN forwarder did over the whole run (reads, their mean size, errors).
+fn forwarder_note(s: &[DirectionStats; 2]) -> String {
+    let reads = s[0].packets + s[1].packets;
+    let mean_kib = (s[0].bytes + s[1].bytes) as f64 / reads.max(1) as f64 / 1024.0;
+    let big = s[0].bytes as f64 / s[0].packets.max(1) as f64 / 1024.0;
+    let mut note = format!(
+        "TUN→TUN forwarder over the whole run: {reads} reads forwarded, {mean_kib:.1} KiB each \
+         on average (node 0 → node 1, the data direction: {big:.1} KiB), {} errors",
+        s[0].errors + s[1].errors
+    );
+    if let Some(e) = s.iter().find(|d| d.errors > 0) {
+        note.push_str(&format!(
+            " (last: {})",
+            std::io::Error::from_raw_os_error(e.last_errno)
+        ));
+    }
+    note.push_str(".\n");
+    note
+}
+
+/// The wake-up result as a sentence (none without samples).
+fn wake_sentence(wake: &Wake) -> Option<String> {
+    if wake.samples_us.is_empty() {
+        return None;
+    }
+    let med = median(&wake.samples_us).round();
+    let back = median(&wake.back_us).round();
+    let min = wake
+        .samples_us
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    Some(format!(
+        "A thread blocked in read(2) and woken after {} ms of idle (the ping interval) runs \
+         {} µs (median; min {}) after the write here; the writer, blocked in its own read(2) \
+         right after writing (as ping is), runs {} µs (median) after the woken thread answers \
+         ({} samples over {} run(s): recv(2) on UDP sockets over the loopback of a namespace, \
+         timed from just before each send to the return of the recv). A userspace tunnel \
+         wakes at least two threads per round trip that kernel VXLAN does not (the sending \
+         node's agent to read its TUN, the receiving node's to read its socket; the TUN→TUN \
+         forwarder wakes two, one per direction; our agent, with a thread per direction, \
+         four), the first after the idle interval, the others right after another thread ran: \
+         so ≈ {} + {} = {} µs over kernel VXLAN is the floor of its RTT without busy polling.",
+        WAKE_IDLE.as_millis(),
+        us(med),
+        us(min),
+        us(back),
+        wake.samples_us.len(),
+        wake.runs,
+        us(med),
+        us(back),
+        us(med + back),
+    ))
 }
 
 /// Revision, kernel, CPUs and iperf3 version, for the record.
@@ -854,6 +1022,76 @@ mod tests {
         assert_eq!(signed_us(12.4), "+12");
         assert_eq!(signed_us(-3.6), "−4");
         assert_eq!(ratio(1.0, 4.0), "0.25×");
+    }
+
+    fn series(kind: Kind, label: &str, one: f64, four: f64, rtt: f64) -> Series {
+        let mut s = Series::new(label, kind, None, 1450);
+        s.one = vec![one];
+        s.four = vec![four];
+        s.rtt_avg = vec![rtt];
+        s.rtt_min = vec![rtt - 10.0];
+        s
+    }
+
+    #[test]
+    fn report_has_the_ceiling_row_and_the_wake_up_floor() {
+        let args = Args {
+            runs: 1,
+            secs: 3,
+            ablation: false,
+        };
+        let all = [
+            series(Kind::Overlay(0), "overlay pod→pod", 8.0, 9.0, 300.0),
+            series(Kind::Vxlan, "kernel VXLAN pod→pod", 20.0, 24.0, 100.0),
+            series(Kind::TunPipe, TUNPIPE_LABEL, 16.0, 12.0, 180.0),
+        ];
+        let wake = Wake {
+            samples_us: vec![30.0, 42.0, 40.0],
+            back_us: vec![7.0, 9.0, 8.0],
+            runs: 1,
+            failures: Vec::new(),
+        };
+        let forwarded = [
+            DirectionStats {
+                packets: 10,
+                bytes: 640 << 10,
+                errors: 0,
+                last_errno: 0,
+            },
+            DirectionStats {
+                packets: 30,
+                bytes: 0,
+                errors: 2,
+                last_errno: libc::EINVAL,
+            },
+        ];
+        let r = report(&args, &all, &wake, &forwarded);
+        assert!(
+            r.contains(&format!(
+                "| {TUNPIPE_LABEL} | 1450 | 16.00 (16.00–16.00) | 12.00 (12.00–12.00) | \
+                 0.80× / 0.50× | 180 / 170 | +80 |"
+            )),
+            "{r}"
+        );
+        assert!(
+            r.contains("woken after 50 ms of idle (the ping interval) runs 40 µs (median; min 30)"),
+            "{r}"
+        );
+        assert!(r.contains("answers (3 samples over 1 run(s)"), "{r}");
+        assert!(
+            r.contains("runs 8 µs (median) after the woken thread"),
+            "{r}"
+        );
+        assert!(r.contains("≈ 40 + 8 = 48 µs over kernel VXLAN"), "{r}");
+        assert!(
+            r.contains(
+                "40 reads forwarded, 16.0 KiB each on average (node 0 → node 1, the data \
+                 direction: 64.0 KiB), 2 errors (last: Invalid argument"
+            ),
+            "{r}"
+        );
+        let none = report(&args, &all, &Wake::default(), &Default::default());
+        assert!(!none.contains("woken after"), "{none}");
     }
 
     #[test]
