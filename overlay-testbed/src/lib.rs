@@ -27,6 +27,7 @@ pub mod http;
 pub mod iperf;
 pub mod netns;
 pub mod packet;
+mod pod_wiring;
 pub mod process;
 pub mod stream;
 pub mod traffic;

@@ -19,6 +19,7 @@ pub mod device;
 pub mod forward;
 
 use crate::netns::Netns;
+use crate::pod_wiring::{self, octet};
 use anyhow::Context;
 use forward::{DirectionStats, Forwarder};
 use std::net::Ipv4Addr;
@@ -125,49 +126,15 @@ impl TunPipeNet {
         let other = Ipv4Addr::new(10, 201, octet(1 - i), 0);
         node.ip(&["route", "add", &format!("{other}/24"), "dev", DEVICE])?;
         node.ip(&["link", "add", BRIDGE, "mtu", &mtu, "type", "bridge"])?;
-        node.ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", Self::gateway(i)),
-            "dev",
-            BRIDGE,
-        ])?;
-        node.ip(&["link", "set", BRIDGE, "up"])?;
+        pod_wiring::address_bridge(node, BRIDGE, Self::gateway(i))?;
         Ok(fd)
     }
 
     fn add_pod(&mut self, i: usize) -> anyhow::Result<()> {
-        let mtu = self.mtu.to_string();
-        let node = &self.nodes[i];
         let netns = Netns::create(&format!("{}p{i}", self.prefix))?;
-        let host = format!("tph{i}");
-        node.ip(&[
-            "link",
-            "add",
-            &host,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "mtu",
-            &mtu,
-            "netns",
-            netns.name(),
-        ])?;
-        node.ip(&["link", "set", &host, "master", BRIDGE, "up"])?;
         let ip = Self::pod_addr(i);
-        netns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-        netns.ip(&["link", "set", "eth0", "up"])?;
-        netns.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            &Self::gateway(i).to_string(),
-        ])?;
+        let (node, host) = (&self.nodes[i], format!("tph{i}"));
+        pod_wiring::attach_pod(node, BRIDGE, &netns, &host, self.mtu, ip, Self::gateway(i))?;
         self.pods.push(TunPipePod { netns, node: i, ip });
         Ok(())
     }
@@ -180,8 +147,4 @@ impl Drop for TunPipeNet {
         self.pods.clear();
         self.nodes.clear();
     }
-}
-
-fn octet(i: usize) -> u8 {
-    u8::try_from(i).unwrap_or(u8::MAX)
 }

@@ -17,6 +17,7 @@
 //! → `vxbr0` → pod veth. Everything lives in this bed's namespaces and is removed on drop.
 
 use crate::netns::Netns;
+use crate::pod_wiring::{self, octet};
 use crate::underlay::Underlay;
 use anyhow::{bail, Context};
 use std::net::Ipv4Addr;
@@ -175,49 +176,15 @@ impl VxlanNet {
             "type",
             "bridge",
         ])?;
-        node.ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", Self::gateway(i)),
-            "dev",
-            BRIDGE,
-        ])?;
-        node.ip(&["link", "set", BRIDGE, "up"])?;
+        pod_wiring::address_bridge(node, BRIDGE, Self::gateway(i))?;
         Ok(())
     }
 
     fn add_pod(&mut self, i: usize) -> anyhow::Result<()> {
-        let mtu = self.mtu.to_string();
-        let node = &self.underlay.nodes[i];
         let netns = Netns::create(&format!("{}p{i}", self.underlay.prefix()))?;
-        let host = format!("vxh{i}");
-        node.ip(&[
-            "link",
-            "add",
-            &host,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "mtu",
-            &mtu,
-            "netns",
-            netns.name(),
-        ])?;
-        node.ip(&["link", "set", &host, "master", BRIDGE, "up"])?;
         let ip = Self::pod_addr(i);
-        netns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-        netns.ip(&["link", "set", "eth0", "up"])?;
-        netns.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            &Self::gateway(i).to_string(),
-        ])?;
+        let (node, host) = (&self.underlay.nodes[i], format!("vxh{i}"));
+        pod_wiring::attach_pod(node, BRIDGE, &netns, &host, self.mtu, ip, Self::gateway(i))?;
         self.pods.push(VxlanPod { netns, node: i, ip });
         Ok(())
     }
@@ -227,10 +194,6 @@ impl Drop for VxlanNet {
     fn drop(&mut self) {
         self.pods.clear();
     }
-}
-
-fn octet(i: usize) -> u8 {
-    u8::try_from(i).unwrap_or(u8::MAX)
 }
 
 /// The MTU of interface `dev` in `ns`.
