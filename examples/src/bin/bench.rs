@@ -949,8 +949,8 @@ fn wake_sentence(wake: &Wake) -> Option<String> {
          wakes at least two threads per round trip that kernel VXLAN does not (the sending \
          node's agent to read its TUN, the receiving node's to read its socket; the TUN→TUN \
          forwarder wakes two, one per direction; our agent three: the sending node's packet \
-         thread twice, for the request and for the reply), the first after the idle interval, the others right after another thread ran: \
-         so ≈ {} + {} = {} µs over kernel VXLAN is the floor of its RTT without busy polling.",
+         thread twice, for the request and for the reply), the first after the idle interval, \
+         the others right after another thread ran: so ≈ {} + {} = {} µs over kernel VXLAN is the floor of its RTT without busy polling.",
         WAKE_IDLE.as_millis(),
         us(med),
         us(min),

@@ -227,8 +227,6 @@ pub enum DatapathError {
 pub(crate) const MAX_PACKET: usize = 65535;
 /// Largest UDP datagram received.
 pub(crate) const MAX_DATAGRAM: usize = 65535;
-/// Back-off after an unexpected read error, so a broken fd does not spin a core.
-pub(crate) const ERROR_BACKOFF_MS: i32 = 10;
 
 impl Datapath {
     /// Opens the TUN device `config.iface` and binds the UDP socket, then starts the threads.

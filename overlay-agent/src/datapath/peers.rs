@@ -1,11 +1,11 @@
 //! Per-peer traffic counters: a fixed-size, lock-free table keyed by [`PeerId`].
 //!
-//! Each direction of the packet thread owns one table and is its only writer (the tx half counts by
-//! destination peer, the rx half by originating peer); readers walk it at any time. The
-//! table is open addressing over [`SLOTS`] slots, allocated once: a peer claims a slot the
-//! first time it is counted and keeps it (peer ids are derived from names, so a restarted peer
-//! keeps its slot too). Updates are relaxed loads and stores, made once per super-packet or
-//! receive batch. Should more than [`SLOTS`] peers ever be counted, the others are only in
+//! Each direction of the packet thread owns one table and is its only writer (the tx half
+//! counts by destination peer, the rx half by originating peer); readers walk it at any time.
+//! The table is open addressing over [`SLOTS`] slots, allocated once: a peer claims a slot
+//! the first time it is counted and keeps it (peer ids are derived from names, so a restarted
+//! peer keeps its slot too). Updates are relaxed loads and stores, made once per super-packet
+//! or receive batch. Should more than [`SLOTS`] peers ever be counted, the others are only in
 //! the data path's totals.
 
 use overlay_proto::peer::PeerId;

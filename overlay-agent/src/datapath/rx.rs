@@ -13,9 +13,9 @@ use super::packet;
 use super::trace_port::{TraceQueue, MAX_TRACE_DATAGRAM};
 use super::tun::Tun;
 use super::udp::{Batch, Outcome, Udp};
-use super::wake::{Shutdown, Wait};
-use super::worker::Step;
-use super::{FirstError, ERROR_BACKOFF_MS, MAX_DATAGRAM};
+use super::wake::Shutdown;
+use super::worker::{self, Step};
+use super::{FirstError, MAX_DATAGRAM};
 use arc_swap::{ArcSwap, Cache};
 use overlay_proto::coalesce::{CoalesceConfig, Coalescer};
 use overlay_proto::forwarding::ForwardingTable;
@@ -369,10 +369,7 @@ impl Rx {
                 // E.g. ICMP errors queued on the socket; nothing was received.
                 self.first_error
                     .log("overlay-dp", "receiving from the UDP socket", &e);
-                return match self.io.shutdown.sleep(ERROR_BACKOFF_MS) {
-                    Wait::Stop => Step::Stop,
-                    Wait::Ready | Wait::Timeout => Step::Moved,
-                };
+                return worker::back_off(&self.io.shutdown);
             }
         };
         let table = self.table.load();

@@ -13,9 +13,9 @@ use super::keys::{Clock, Encryption, KeyTable, Sealers};
 use super::packet::{self, Ipv4Info};
 use super::tun::Tun;
 use super::udp::{Outcome, Udp};
-use super::wake::{Shutdown, Wait};
-use super::worker::Step;
-use super::{FirstError, ERROR_BACKOFF_MS, MAX_PACKET};
+use super::wake::Shutdown;
+use super::worker::{self, Step};
+use super::{FirstError, MAX_PACKET};
 use arc_swap::{ArcSwap, Cache};
 use overlay_proto::forwarding::{ForwardingTable, Lookup};
 use overlay_proto::header::{Header, FLAG_CSUM_PARTIAL, HEADER_LEN};
@@ -228,10 +228,7 @@ impl Tx {
             Err(e) => {
                 self.first_error
                     .log("overlay-dp", "reading the TUN device", &e);
-                return match self.shutdown.sleep(ERROR_BACKOFF_MS) {
-                    Wait::Stop => Step::Stop,
-                    Wait::Ready | Wait::Timeout => Step::Moved,
-                };
+                return worker::back_off(&self.shutdown);
             }
         };
         let (vnet, len) = if self.vnet_hdr {

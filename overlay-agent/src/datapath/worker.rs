@@ -28,6 +28,19 @@ pub(crate) enum Step {
     Stop,
 }
 
+/// Back-off after an unexpected I/O error, so a broken fd does not spin a core.
+const ERROR_BACKOFF_MS: i32 = 10;
+
+/// After an unexpected I/O error (already logged or counted by the half): pauses
+/// [`ERROR_BACKOFF_MS`] unless shutdown comes first.
+#[cold]
+pub(crate) fn back_off(shutdown: &Shutdown) -> Step {
+    match shutdown.sleep(ERROR_BACKOFF_MS) {
+        Wait::Stop => Step::Stop,
+        Wait::Ready | Wait::Timeout => Step::Moved,
+    }
+}
+
 /// Most steps a half takes in a row while the other may be waiting: bounds how long an ACK or
 /// a reply waits behind a stream in the other direction (4 × 64 KiB ≈ 0.2 ms at 10 Gbit/s).
 pub(crate) const BURST: usize = 4;
