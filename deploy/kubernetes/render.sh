@@ -35,7 +35,7 @@ usage: $0 [options] > overlay.yaml
   --cni-bin-dir DIR          the host's CNI plugin directory [$cni_bin_dir]
   --cni-conf-dir DIR         the host's CNI configuration directory [$cni_conf_dir]
   --use-secret               pass the Secret to the agent (OVERLAY_SECRET_FILE): only agents
-                             holding it can join (see the README, Cluster secret)
+                             holding it can join (see docs/operations.md, Cluster secret)
   -h, --help                 this text
 EOF
 }
