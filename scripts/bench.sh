@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The data-path benchmark: pod-to-pod throughput (iperf3, 1 and 4 TCP streams) and ping RTT
 # through our overlay, through kernel VXLAN on an identical namespace underlay, through a
-# TUN→TUN forwarder (the ceiling of any TUN design), and over the bare underlay, interleaved
-# over several runs, plus the wake-up latency of a blocked thread after 50 ms idle (the RTT
-# floor of a userspace tunnel); prints a Markdown table with medians and ratios against
-# kernel VXLAN. Everything runs in its own network namespaces and is removed
+# TUN→TUN forwarder (copies every packet from one node's TUN to the other's, no tunnel), and
+# over the bare underlay, interleaved over several runs, plus the wake-up latency of a blocked
+# thread after 50 ms idle; prints a Markdown table with medians and ratios against kernel
+# VXLAN. What the figures mean: docs/measurements.md. Everything runs in its own network namespaces and is removed
 # on exit (Ctrl-C included); nothing in the root namespace is touched.
 #   scripts/bench.sh                       5 runs of 5 s per iperf3 measurement
 #   scripts/bench.sh --runs 1 --secs 2     a quick check
