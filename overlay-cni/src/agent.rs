@@ -7,9 +7,9 @@
 //! whose answer was lost is safe.
 
 use crate::error::Error;
+use ipnet::Ipv4Net;
 use overlay_proto::api::{AllocateRequest, Allocation, AllocationList, ApiError};
 use std::io::Read;
-use ipnet::Ipv4Net;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 

@@ -40,14 +40,10 @@ impl AllocateRequest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// CNI_CONTAINERID is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
-    #[error(
-        "container id {0:?} must be 1 to {MAX_CONTAINER_ID_LEN} characters of [A-Za-z0-9._-]"
-    )]
+    #[error("container id {0:?} must be 1 to {MAX_CONTAINER_ID_LEN} characters of [A-Za-z0-9._-]")]
     ContainerId(String),
     /// CNI_IFNAME is empty, too long, or has a `/` or a non-printable character.
-    #[error(
-        "interface name {0:?} must be 1 to {MAX_IFNAME_LEN} printable characters without '/'"
-    )]
+    #[error("interface name {0:?} must be 1 to {MAX_IFNAME_LEN} printable characters without '/'")]
     Ifname(String),
 }
 
