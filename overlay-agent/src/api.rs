@@ -183,7 +183,9 @@ async fn allocate(
     body: Result<Json<AllocateRequest>, JsonRejection>,
 ) -> Result<Json<Allocation>, Failure> {
     let Json(req) = body.map_err(|e| Failure(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let key = req.key().map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let key = req
+        .key()
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
     let ipam = s.ipam.clone();
     let held = blocking(move || ipam.allocate(&key)).await?;
     tracing::info!(key = %req.container_id, ifname = %req.ifname, address = %held.address, "pod address allocated");
@@ -204,8 +206,8 @@ async fn get_allocation(
     State(s): State<ApiState>,
     Path((container_id, ifname)): Path<(String, String)>,
 ) -> Result<Json<Allocation>, Failure> {
-    let key =
-        allocation_key(&container_id, &ifname).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let key = allocation_key(&container_id, &ifname)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
     let ipam = s.ipam.clone();
     match blocking(move || ipam.get(&key)).await? {
         Some(held) => Ok(Json(allocation(&s, held))),
@@ -220,8 +222,8 @@ async fn release(
     State(s): State<ApiState>,
     Path((container_id, ifname)): Path<(String, String)>,
 ) -> Result<StatusCode, Failure> {
-    let key =
-        allocation_key(&container_id, &ifname).map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let key = allocation_key(&container_id, &ifname)
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
     let ipam = s.ipam.clone();
     if let Some(address) = blocking(move || ipam.release(&key)).await? {
         tracing::info!(key = %container_id, %ifname, %address, "pod address released");

@@ -13,9 +13,9 @@ mod parse;
 mod tests;
 
 pub use args::RunArgs;
-pub use discover::{default_advertise_ip, resolve_peer};
+pub use discover::{default_advertise_ip, resolve_peer, ResolveError};
 pub use layers::Origin;
-pub use parse::{peer as parse_peer, AdvertiseSpec, PeerAddr, DEFAULT_PEER_PORT};
+pub use parse::{peer as parse_peer, AdvertiseSpec, Invalid, PeerAddr, DEFAULT_PEER_PORT};
 
 use ipnet::Ipv4Net;
 use layers::{Layer, Raw};
@@ -102,8 +102,8 @@ pub enum ConfigError {
         value: String,
         /// Where it was given.
         origin: Origin,
-        /// What is wrong, for a person.
-        reason: String,
+        /// What is wrong.
+        reason: Invalid,
     },
     /// The config file cannot be read or parsed.
     #[error("config file {}: {reason}", path.display())]
@@ -167,7 +167,7 @@ impl Sources {
         &self,
         key: &'static str,
         default: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
+        parse: impl Fn(&str) -> Result<T, Invalid>,
     ) -> Result<T, ConfigError> {
         let (value, origin) = match self.get(key) {
             Some((raw, origin)) => (raw.into_one(), origin),
@@ -177,7 +177,7 @@ impl Sources {
     }
 }
 
-fn invalid(field: &'static str, value: String, origin: Origin, reason: String) -> ConfigError {
+fn invalid(field: &'static str, value: String, origin: Origin, reason: Invalid) -> ConfigError {
     ConfigError::Invalid {
         field,
         value,
@@ -255,8 +255,7 @@ impl Config {
         let name = match s.get("name") {
             Some((raw, origin)) => {
                 let value = raw.into_one();
-                PeerName::new(value.trim())
-                    .map_err(|e| invalid("name", value, origin, e.to_string()))?
+                PeerName::new(value.trim()).map_err(|e| invalid("name", value, origin, e.into()))?
             }
             None => {
                 let host = hostname.ok_or(ConfigError::NoHostname)?;
@@ -284,23 +283,17 @@ impl Config {
             None => Vec::new(),
         };
         let cluster = s.parse("cluster-cidr", "10.32.0.0/12", |v| {
-            let net: Ipv4Net = v
-                .trim()
-                .parse()
-                .map_err(|_| "expected an IPv4 CIDR, e.g. 10.32.0.0/12".to_owned())?;
+            let net: Ipv4Net = v.trim().parse().map_err(|_| Invalid::Cidr)?;
             if net.trunc() != net {
-                return Err(format!(
-                    "not a network address (did you mean {}?)",
-                    net.trunc()
-                ));
+                return Err(Invalid::NotNetworkAddress(net.trunc()));
             }
             Ok(net)
         })?;
         let subnet_prefix = s.parse("subnet-prefix", "24", |v| {
-            let range = format!(
-                "must be from {} (the prefix of the cluster range {cluster}) to {MAX_SUBNET_PREFIX}",
-                cluster.prefix_len()
-            );
+            let range = Invalid::SubnetPrefix {
+                cluster,
+                max: MAX_SUBNET_PREFIX,
+            };
             let n: u8 = v.trim().parse().map_err(|_| range.clone())?;
             if n < cluster.prefix_len() || n > MAX_SUBNET_PREFIX {
                 return Err(range);
@@ -312,20 +305,20 @@ impl Config {
         let metrics = s.parse("metrics", "0.0.0.0:6782", parse::socket_addr)?;
         let state_dir = s.parse("state-dir", "/var/lib/overlay", |v| {
             if v.trim().is_empty() {
-                Err("must not be empty".to_owned())
+                Err(Invalid::Empty)
             } else {
                 Ok(PathBuf::from(v))
             }
         })?;
         let reclaim_after = s.parse("reclaim-after", "24h", |v| match parse::duration(v)? {
-            d if d.is_zero() => Err("must be longer than zero".to_owned()),
+            d if d.is_zero() => Err(Invalid::ZeroDuration),
             d => Ok(d),
         })?;
         let encrypt = s.parse("encrypt", "false", parse::boolean)?;
         let secret_file = match s.get("secret-file") {
             None => None,
             Some(_) => Some(s.parse("secret-file", "", |v| match v.trim() {
-                "" => Err("must not be empty".to_owned()),
+                "" => Err(Invalid::Empty),
                 v => Ok(PathBuf::from(v)),
             })?),
         };
@@ -347,7 +340,7 @@ impl Config {
         let log_format = s.parse("log-format", "text", |v| match v.trim() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            _ => Err("expected text or json".to_owned()),
+            _ => Err(Invalid::LogFormat),
         })?;
         Ok(Config {
             name,

@@ -7,9 +7,10 @@
 //! whose answer was lost is safe.
 
 use crate::error::Error;
+use ipnet::Ipv4Net;
 use overlay_proto::api::{AllocateRequest, Allocation, AllocationList, ApiError};
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Largest answer body read from the agent (a list of every allocation of a block of up to
@@ -183,7 +184,7 @@ impl AgentClient {
     fn decode(&self, request: &str, body: &[u8]) -> Result<Allocation, Error> {
         let allocation: Allocation = serde_json::from_slice(body)
             .map_err(|e| self.bad_answer(request, &format!("an undecodable allocation: {e}")))?;
-        check_allocation(&allocation).map_err(|p| self.bad_answer(request, &p))?;
+        check_allocation(&allocation).map_err(|p| self.bad_answer(request, &p.to_string()))?;
         Ok(allocation)
     }
 
@@ -205,9 +206,25 @@ impl AgentClient {
     }
 }
 
+/// An allocation the plugin cannot wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnusableAllocation {
+    /// The address is not a host of its subnet, or the gateway is not another host of it.
+    #[error("an unusable allocation: address {address} with gateway {gateway}")]
+    Addresses {
+        /// The pod address with its prefix.
+        address: Ipv4Net,
+        /// The gateway.
+        gateway: Ipv4Addr,
+    },
+    /// The MTU is outside what the plugin accepts.
+    #[error("an allocation with mtu {0}")]
+    Mtu(u32),
+}
+
 /// Refuses allocations the plugin cannot wire: the gateway must be another host of the
 /// pod's subnet, and the MTU sane.
-pub fn check_allocation(a: &Allocation) -> Result<(), String> {
+pub fn check_allocation(a: &Allocation) -> Result<(), UnusableAllocation> {
     let subnet = a.address.trunc();
     let usable = a.address.prefix_len() <= 30
         && a.address.addr() != a.address.network()
@@ -217,13 +234,13 @@ pub fn check_allocation(a: &Allocation) -> Result<(), String> {
         && a.gateway != a.address.network()
         && a.gateway != a.address.broadcast();
     if !usable {
-        return Err(format!(
-            "an unusable allocation: address {} with gateway {}",
-            a.address, a.gateway
-        ));
+        return Err(UnusableAllocation::Addresses {
+            address: a.address,
+            gateway: a.gateway,
+        });
     }
     if !crate::netconf::MTU_RANGE.contains(&a.mtu) {
-        return Err(format!("an allocation with mtu {}", a.mtu));
+        return Err(UnusableAllocation::Mtu(a.mtu));
     }
     Ok(())
 }
@@ -437,10 +454,16 @@ mod tests {
         assert!(e.to_string().contains("unusable"), "{e}");
         let mut same = allocation();
         same.gateway = same.address.addr();
-        assert!(check_allocation(&same).is_err());
+        assert_eq!(
+            check_allocation(&same),
+            Err(UnusableAllocation::Addresses {
+                address: same.address,
+                gateway: same.gateway
+            })
+        );
         let mut tiny = allocation();
         tiny.mtu = 0;
-        assert!(check_allocation(&tiny).is_err());
+        assert_eq!(check_allocation(&tiny), Err(UnusableAllocation::Mtu(0)));
         assert!(check_allocation(&allocation()).is_ok());
     }
 

@@ -1,6 +1,7 @@
 //! The CNI_* environment variables the runtime sets, read and checked.
 
 use crate::error::Error;
+use overlay_proto::api::KeyError;
 use std::path::PathBuf;
 
 /// A CNI_COMMAND this plugin implements.
@@ -90,18 +91,20 @@ impl CniEnv {
         let container_id = nonempty("CNI_CONTAINERID").ok_or_else(|| missing("CNI_CONTAINERID"))?;
         let ifname = nonempty("CNI_IFNAME").ok_or_else(|| missing("CNI_IFNAME"))?;
         // The agent's key check covers both; the interface name also has to be one Linux takes.
-        if let Err(problem) = overlay_proto::api::allocation_key(&container_id, &ifname) {
-            let name = if problem.starts_with("container id") {
-                "CNI_CONTAINERID"
-            } else {
-                "CNI_IFNAME"
+        if let Err(e) = overlay_proto::api::allocation_key(&container_id, &ifname) {
+            let name = match e {
+                KeyError::ContainerId(_) => "CNI_CONTAINERID",
+                KeyError::Ifname(_) => "CNI_IFNAME",
             };
-            return Err(Error::Env { name, problem });
+            return Err(Error::Env {
+                name,
+                problem: e.to_string(),
+            });
         }
-        if let Err(problem) = check_ifname(&ifname) {
+        if let Err(e) = check_ifname(&ifname) {
             return Err(Error::Env {
                 name: "CNI_IFNAME",
-                problem,
+                problem: e.to_string(),
             });
         }
         let netns = nonempty("CNI_NETNS").map(PathBuf::from);
@@ -137,8 +140,15 @@ fn missing(name: &'static str) -> Error {
     }
 }
 
+/// A name Linux does not take for an interface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not an interface name (1 to 15 printable characters, no '/', ':' or spaces, not \".\" or \"..\")"
+)]
+pub struct BadIfname(pub String);
+
 /// Checks that `name` is a Linux interface name (the kernel's `dev_valid_name`).
-pub fn check_ifname(name: &str) -> Result<(), String> {
+pub fn check_ifname(name: &str) -> Result<(), BadIfname> {
     let ok = !name.is_empty()
         && name.len() < 16
         && name != "."
@@ -149,9 +159,7 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not an interface name (1 to 15 printable characters, no '/', ':' or spaces, not \".\" or \"..\")"
-        ))
+        Err(BadIfname(name.to_owned()))
     }
 }
 

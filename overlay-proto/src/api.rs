@@ -30,30 +30,38 @@ pub struct AllocateRequest {
 
 impl AllocateRequest {
     /// The key the address is held under, after checking both parts.
-    pub fn key(&self) -> Result<String, String> {
+    pub fn key(&self) -> Result<String, KeyError> {
         allocation_key(&self.container_id, &self.ifname)
     }
 }
 
+/// Why a container id and interface name cannot key an allocation. The message names the
+/// value and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// CNI_CONTAINERID is empty, too long, or has characters outside `[A-Za-z0-9._-]`.
+    #[error("container id {0:?} must be 1 to {MAX_CONTAINER_ID_LEN} characters of [A-Za-z0-9._-]")]
+    ContainerId(String),
+    /// CNI_IFNAME is empty, too long, or has a `/` or a non-printable character.
+    #[error("interface name {0:?} must be 1 to {MAX_IFNAME_LEN} printable characters without '/'")]
+    Ifname(String),
+}
+
 /// The key an address is held under: `container_id/ifname`, both parts checked.
-pub fn allocation_key(container_id: &str, ifname: &str) -> Result<String, String> {
+pub fn allocation_key(container_id: &str, ifname: &str) -> Result<String, KeyError> {
     let id_ok = !container_id.is_empty()
         && container_id.len() <= MAX_CONTAINER_ID_LEN
         && container_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !id_ok {
-        return Err(format!(
-            "container id {container_id:?} must be 1 to {MAX_CONTAINER_ID_LEN} characters of [A-Za-z0-9._-]"
-        ));
+        return Err(KeyError::ContainerId(container_id.to_owned()));
     }
     let if_ok = !ifname.is_empty()
         && ifname.len() <= MAX_IFNAME_LEN
         && ifname.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
     if !if_ok {
-        return Err(format!(
-            "interface name {ifname:?} must be 1 to {MAX_IFNAME_LEN} printable characters without '/'"
-        ));
+        return Err(KeyError::Ifname(ifname.to_owned()));
     }
     Ok(format!("{container_id}/{ifname}"))
 }
@@ -131,12 +139,22 @@ mod tests {
     #[test]
     fn keys_are_checked() {
         assert_eq!(allocation_key("abc-1", "eth0").as_deref(), Ok("abc-1/eth0"));
-        assert!(allocation_key("", "eth0").is_err());
-        assert!(allocation_key("a/b", "eth0").is_err());
-        assert!(allocation_key("abc", "").is_err());
-        assert!(allocation_key("abc", "a/b").is_err());
-        assert!(allocation_key("abc", "sixteen-chars-xx").is_err());
-        assert!(allocation_key(&"x".repeat(257), "eth0").is_err());
+        for id in ["", "a/b", &"x".repeat(257)] {
+            assert_eq!(
+                allocation_key(id, "eth0"),
+                Err(KeyError::ContainerId(id.to_owned()))
+            );
+        }
+        for ifname in ["", "a/b", "sixteen-chars-xx"] {
+            assert_eq!(
+                allocation_key("abc", ifname),
+                Err(KeyError::Ifname(ifname.to_owned()))
+            );
+        }
+        assert_eq!(
+            KeyError::Ifname("a/b".into()).to_string(),
+            "interface name \"a/b\" must be 1 to 15 printable characters without '/'"
+        );
     }
 
     #[test]

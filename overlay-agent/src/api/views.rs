@@ -130,7 +130,7 @@ async fn resolve(
         .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("{:?}: {e}", req.address)))?;
     config::resolve_peer(&peer)
         .await
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 fn driver_gone() -> Failure {

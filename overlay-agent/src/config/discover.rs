@@ -57,20 +57,46 @@ fn first_ipv4_of_up_interface() -> Option<Ipv4Addr> {
     found
 }
 
-/// Resolves a seed peer to one address (IPv4 preferred), within 5 seconds.
-pub async fn resolve_peer(peer: &PeerAddr) -> Result<SocketAddr, String> {
+/// Why a seed peer has no address (yet).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The resolver did not answer within [`RESOLVE_TIMEOUT`].
+    #[error("resolving {0} timed out")]
+    Timeout(PeerAddr),
+    /// The resolver answered with an error.
+    #[error("cannot resolve {peer}: {source}")]
+    Lookup {
+        /// The peer as given.
+        peer: PeerAddr,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The name exists but has no address.
+    #[error("{0} resolves to no address")]
+    NoAddress(PeerAddr),
+}
+
+/// How long [`resolve_peer`] waits for the resolver.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Resolves a seed peer to one address (IPv4 preferred), within [`RESOLVE_TIMEOUT`].
+pub async fn resolve_peer(peer: &PeerAddr) -> Result<SocketAddr, ResolveError> {
     let lookup = tokio::net::lookup_host((peer.host.as_str(), peer.port));
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(Duration::from_secs(5), lookup)
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(RESOLVE_TIMEOUT, lookup)
         .await
-        .map_err(|_| format!("resolving {peer} timed out"))?
-        .map_err(|e| format!("cannot resolve {peer}: {e}"))?
+        .map_err(|_| ResolveError::Timeout(peer.clone()))?
+        .map_err(|source| ResolveError::Lookup {
+            peer: peer.clone(),
+            source,
+        })?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| format!("{peer} resolves to no address"))
+        .ok_or_else(|| ResolveError::NoAddress(peer.clone()))
 }
 
 #[cfg(test)]
@@ -88,7 +114,7 @@ mod tests {
             host: "10.1.2.3".into(),
             port: 7,
         };
-        assert_eq!(resolve_peer(&p).await, Ok(([10, 1, 2, 3], 7).into()));
+        assert_eq!(resolve_peer(&p).await.ok(), Some(([10, 1, 2, 3], 7).into()));
         let p = PeerAddr {
             host: "localhost".into(),
             port: 7,

@@ -1,5 +1,6 @@
-//! Parsers of single values; each returns the reason for a person when the value is invalid.
+//! Parsers of single values; each says why, for a person, when the value is invalid.
 
+use ipnet::Ipv4Net;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -35,38 +36,92 @@ pub struct AdvertiseSpec {
     pub port: u16,
 }
 
-/// `IP:PORT`.
-pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
-    s.trim()
-        .parse()
-        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:6784".to_owned())
+/// Why a configuration value is invalid. The message is written for the person who gave it
+/// (the field and the value are named by [`super::ConfigError::Invalid`] around it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// Not `IP:PORT`.
+    #[error("expected IP:PORT, e.g. 127.0.0.1:6784")]
+    SocketAddr,
+    /// A port that is not 1 to 65535.
+    #[error("port {0:?} is not a number from 1 to 65535")]
+    Port(String),
+    /// Not `IP` or `IP:PORT`.
+    #[error("expected IP or IP:PORT, e.g. 192.168.1.10")]
+    Advertise,
+    /// Unspecified, multicast, or port 0.
+    #[error("must be an address other peers can dial")]
+    NotDialable,
+    /// Not `HOST[:PORT]`.
+    #[error("expected HOST[:PORT] with a host name or IP address")]
+    Peer,
+    /// Not a Linux interface name.
+    #[error("must be 1 to 15 printable characters without '/', ':' or spaces")]
+    Ifname,
+    /// Not a boolean.
+    #[error("expected true or false")]
+    Boolean,
+    /// Not a duration.
+    #[error("expected a duration such as 24h, 90m, 1h30m or 45s")]
+    Duration,
+    /// A duration of zero where time must pass.
+    #[error("must be longer than zero")]
+    ZeroDuration,
+    /// Not an IPv4 CIDR.
+    #[error("expected an IPv4 CIDR, e.g. 10.32.0.0/12")]
+    Cidr,
+    /// A CIDR with host bits set.
+    #[error("not a network address (did you mean {0}?)")]
+    NotNetworkAddress(Ipv4Net),
+    /// A block size the cluster range cannot be divided into.
+    #[error("must be from {} (the prefix of the cluster range {cluster}) to {max}", cluster.prefix_len())]
+    SubnetPrefix {
+        /// The cluster range.
+        cluster: Ipv4Net,
+        /// The longest prefix allowed.
+        max: u8,
+    },
+    /// An empty value where one is needed.
+    #[error("must not be empty")]
+    Empty,
+    /// Not a log format.
+    #[error("expected text or json")]
+    LogFormat,
+    /// Not a peer name.
+    #[error(transparent)]
+    PeerName(#[from] overlay_proto::peer::NameError),
 }
 
-fn port(s: &str) -> Result<u16, String> {
+/// `IP:PORT`.
+pub fn socket_addr(s: &str) -> Result<SocketAddr, Invalid> {
+    s.trim().parse().map_err(|_| Invalid::SocketAddr)
+}
+
+fn port(s: &str) -> Result<u16, Invalid> {
     match s.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("port {s:?} is not a number from 1 to 65535")),
+        Ok(0) | Err(_) => Err(Invalid::Port(s.to_owned())),
         Ok(p) => Ok(p),
     }
 }
 
 /// `IP[:PORT]`, an address peers can reach.
-pub fn advertise(s: &str, default_port: u16) -> Result<AdvertiseSpec, String> {
+pub fn advertise(s: &str, default_port: u16) -> Result<AdvertiseSpec, Invalid> {
     let s = s.trim();
     let (ip, port) = if let Ok(sa) = s.parse::<SocketAddr>() {
         (sa.ip(), sa.port())
     } else if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse() {
         (ip, default_port)
     } else {
-        return Err("expected IP or IP:PORT, e.g. 192.168.1.10".into());
+        return Err(Invalid::Advertise);
     };
     if ip.is_unspecified() || ip.is_multicast() || port == 0 {
-        return Err("must be an address other peers can dial".into());
+        return Err(Invalid::NotDialable);
     }
     Ok(AdvertiseSpec { ip: Some(ip), port })
 }
 
 /// `HOST[:PORT]` (IPv6 literals in brackets when a port is given).
-pub fn peer(s: &str) -> Result<PeerAddr, String> {
+pub fn peer(s: &str) -> Result<PeerAddr, Invalid> {
     let s = s.trim();
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(PeerAddr {
@@ -95,7 +150,7 @@ pub fn peer(s: &str) -> Result<PeerAddr, String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
-        return Err("expected HOST[:PORT] with a host name or IP address".into());
+        return Err(Invalid::Peer);
     }
     Ok(PeerAddr {
         host: host.to_owned(),
@@ -104,7 +159,7 @@ pub fn peer(s: &str) -> Result<PeerAddr, String> {
 }
 
 /// A Linux network interface name.
-pub fn ifname(s: &str) -> Result<String, String> {
+pub fn ifname(s: &str) -> Result<String, Invalid> {
     let ok = !s.is_empty()
         && s.len() <= 15
         && s != "."
@@ -114,23 +169,23 @@ pub fn ifname(s: &str) -> Result<String, String> {
     if ok {
         Ok(s.to_owned())
     } else {
-        Err("must be 1 to 15 printable characters without '/', ':' or spaces".into())
+        Err(Invalid::Ifname)
     }
 }
 
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
-pub fn boolean(s: &str) -> Result<bool, String> {
+pub fn boolean(s: &str) -> Result<bool, Invalid> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false".into()),
+        _ => Err(Invalid::Boolean),
     }
 }
 
 /// A duration such as `24h`, `90m`, `1h30m`, `45s`, `500ms`, `2d`; a bare number is seconds.
-pub fn duration(s: &str) -> Result<Duration, String> {
+pub fn duration(s: &str) -> Result<Duration, Invalid> {
     let s = s.trim();
-    let bad = || "expected a duration such as 24h, 90m, 1h30m or 45s".to_owned();
+    let bad = || Invalid::Duration;
     if s.is_empty() {
         return Err(bad());
     }
