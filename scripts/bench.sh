@@ -4,11 +4,13 @@
 # TUN→TUN forwarder (copies every packet from one node's TUN to the other's, no tunnel), and
 # over the bare underlay, interleaved over several runs, plus the wake-up latency of a blocked
 # thread after 50 ms idle; prints a Markdown table with medians and ratios against kernel
-# VXLAN. What the figures mean: docs/measurements.md. Everything runs in its own network namespaces and is removed
-# on exit (Ctrl-C included); nothing in the root namespace is touched.
+# VXLAN. What the figures mean: docs/measurements.md. Everything runs in its own network
+# namespaces and is removed on exit (Ctrl-C included); nothing in the root namespace is touched.
 #   scripts/bench.sh                       5 runs of 5 s per iperf3 measurement
 #   scripts/bench.sh --runs 1 --secs 2     a quick check
 #   scripts/bench.sh --ablation            also each data-path offload switched off, one row each
+#   scripts/bench.sh --baseline DIR        also the overlay-agent/overlay-cni of another build in
+#                                          DIR (e.g. the previous commit's target/release), one row
 #   scripts/bench.sh --help
 set -euo pipefail
 cd "$(dirname "$0")/.."

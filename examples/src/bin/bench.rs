@@ -17,6 +17,9 @@
 //! - **underlay**: node 0 to node 1 of the VXLAN bed directly (veth → bridge → veth).
 //! - with `--ablation`: one more overlay cluster per offload technique, its agents started
 //!   with `OVERLAY_DATAPATH_DISABLE=<technique>`.
+//! - with `--baseline DIR`: one more overlay cluster running the `overlay-agent` and
+//!   `overlay-cni` found in `DIR` (another build, e.g. of the commit before a change), so a
+//!   change is measured against its baseline in the same runs.
 //!
 //! Each run measures every path once (one TCP stream, four streams, then ping), the paths in a
 //! rotating order, so that noise on this shared machine hits all of them alike; the report
@@ -59,12 +62,16 @@ const WAKE_IDLE: Duration = Duration::from_millis(50);
 const RSS_EVERY: Duration = Duration::from_millis(50);
 
 const USAGE: &str = "\
-usage: bench [--runs N] [--secs S] [--ablation]   (as root; normally via scripts/bench.sh)
+usage: bench [--runs N] [--secs S] [--ablation] [--baseline DIR]
+             (as root; normally via scripts/bench.sh)
 
   --runs N     measure every path N times, interleaved, and report medians (default 5)
   --secs S     seconds per iperf3 run (default 5)
   --ablation   also measure the overlay with each data-path technique switched off
                (OVERLAY_DATAPATH_DISABLE=tun-offload|udp-gso|udp-gro|coalesce), one row each
+  --baseline DIR
+               also measure an overlay cluster running the overlay-agent and overlay-cni
+               binaries in DIR (e.g. a release build of the previous commit), one row
 
 Prints a Markdown table on stdout (progress on stderr). Every namespace it creates is
 removed on exit, Ctrl-C included.";
@@ -74,6 +81,8 @@ struct Args {
     runs: usize,
     secs: u32,
     ablation: bool,
+    /// A directory with the binaries of another build to measure alongside.
+    baseline: Option<PathBuf>,
 }
 
 fn main() {
@@ -113,6 +122,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>
         runs: 5,
         secs: 5,
         ablation: false,
+        baseline: None,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -138,6 +148,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>
                     .context("--secs takes a whole number of seconds")?;
             }
             "--ablation" => a.ablation = true,
+            "--baseline" => a.baseline = Some(PathBuf::from(value("--baseline")?)),
             "-h" | "--help" => return Ok(None),
             other => bail!("unknown argument {other:?}"),
         }
@@ -193,11 +204,17 @@ const SEALED: usize = 1;
 /// Index of the first ablation cluster.
 const FIRST_ABLATION: usize = 2;
 
+/// The label of the `--baseline` row.
+fn baseline_label(dir: &Path) -> String {
+    format!("overlay pod→pod, baseline build ({})", dir.display())
+}
+
 /// Which path a series measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// Pod to pod through overlay cluster number `.0` of the bed (0: plain, [`SEALED`]:
-    /// encrypted, from [`FIRST_ABLATION`] on: one technique off).
+    /// encrypted, from [`FIRST_ABLATION`] on: one technique off, then the `--baseline`
+    /// build's cluster last).
     Overlay(usize),
     /// Pod to pod through kernel VXLAN.
     Vxlan,
@@ -319,9 +336,16 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
     overlay_testbed::ensure_tun_device();
     let exe = std::env::current_exe()?;
     let bins = Binaries::in_dir(exe.parent().context("binary directory")?)?;
+    let baseline = match &args.baseline {
+        Some(dir) => Some(
+            Binaries::in_dir(dir)
+                .with_context(|| format!("--baseline {}: the binaries", dir.display()))?,
+        ),
+        None => None,
+    };
     let started = Instant::now();
 
-    let bed = build(&bins, args)?;
+    let bed = build(&bins, baseline.as_ref(), args)?;
     let mut series = vec![
         Series::new(
             "overlay pod→pod",
@@ -362,6 +386,15 @@ fn run(args: &Args) -> anyhow::Result<(String, usize)> {
                 mtu,
             ));
         }
+    }
+    if let Some(dir) = &args.baseline {
+        let k = bed.clusters.len() - 1;
+        series.push(Series::new(
+            &baseline_label(dir),
+            Kind::Overlay(k),
+            None,
+            vxlan::link_mtu(&bed.clusters[k].pods[0].netns, "eth0")?,
+        ));
     }
 
     step("checking every path (ping)");
@@ -457,8 +490,9 @@ impl Wake {
     }
 }
 
-/// Builds the overlay cluster(s) and the VXLAN bed.
-fn build(bins: &Binaries, args: &Args) -> anyhow::Result<Bed> {
+/// Builds the overlay cluster(s) (the last one from the `baseline` binaries, if any), the
+/// VXLAN bed and the TUN→TUN forwarder bed.
+fn build(bins: &Binaries, baseline: Option<&Binaries>, args: &Args) -> anyhow::Result<Bed> {
     let logs = LogDir(std::env::temp_dir().join(format!(
         "overlay-bench-{}",
         overlay_testbed::unique_prefix("b")
@@ -498,6 +532,14 @@ fn build(bins: &Binaries, args: &Args) -> anyhow::Result<Bed> {
             (Some(t), _) => format!("overlay cluster with {DISABLE_ENV}={t}"),
         });
         bed.clusters.push(overlay(bins, disabled, encrypt)?);
+    }
+    if let (Some(b), Some(dir)) = (baseline, &args.baseline) {
+        interrupt::check()?;
+        step(&format!(
+            "overlay cluster running the baseline build in {}",
+            dir.display()
+        ));
+        bed.clusters.push(overlay(b, None, false)?);
     }
     Ok(bed)
 }
@@ -831,6 +873,20 @@ fn report(args: &Args, series: &[Series], wake: &Wake, forwarded: &[DirectionSta
             signed_us(median(&s.rtt_avg) - vx_rtt),
         );
     }
+    if let Some(base) = args
+        .baseline
+        .as_deref()
+        .and_then(|dir| series.iter().find(|s| s.label == baseline_label(dir)))
+    {
+        let _ = writeln!(
+            out,
+            "\nThis build against the baseline build, same runs: 1 stream {}, 4 streams {}, \
+             ping avg {} µs.",
+            ratio(median(&ours.one), median(&base.one)),
+            ratio(median(&ours.four), median(&base.four)),
+            signed_us(median(&ours.rtt_avg) - median(&base.rtt_avg)),
+        );
+    }
     let ablation: Vec<&Series> = series.iter().filter(|s| s.disabled.is_some()).collect();
     if !ablation.is_empty() {
         let (o1, o4) = (median(&ours.one), median(&ours.four));
@@ -1001,6 +1057,9 @@ mod tests {
             .expect("ok")
             .expect("args");
         assert_eq!((a.runs, a.secs, a.ablation), (1, 2, true));
+        let b = parse("--baseline /tmp/old").expect("ok").expect("args");
+        assert_eq!(b.baseline.as_deref(), Some(Path::new("/tmp/old")));
+        assert!(parse("--baseline").is_err());
         assert!(parse("--help").expect("ok").is_none());
         assert!(parse("--runs").is_err());
         assert!(parse("--runs 0").is_err());
@@ -1032,6 +1091,7 @@ mod tests {
             runs: 1,
             secs: 3,
             ablation: false,
+            baseline: None,
         };
         let all = [
             series(Kind::Overlay(0), "overlay pod→pod", 8.0, 9.0, 300.0),
@@ -1093,6 +1153,42 @@ mod tests {
         );
         let none = report(&args, &all, &Wake::default(), &Default::default());
         assert!(!none.contains("Wake-up after"), "{none}");
+    }
+
+    #[test]
+    fn report_compares_with_the_baseline_build() {
+        let dir = Path::new("/tmp/base");
+        let args = Args {
+            runs: 1,
+            secs: 3,
+            ablation: false,
+            baseline: Some(dir.to_owned()),
+        };
+        let all = [
+            series(Kind::Overlay(0), "overlay pod→pod", 9.0, 10.0, 300.0),
+            series(Kind::Vxlan, "kernel VXLAN pod→pod", 20.0, 24.0, 100.0),
+            series(Kind::Overlay(2), &baseline_label(dir), 10.0, 10.0, 290.0),
+        ];
+        let r = report(&args, &all, &Wake::default(), &Default::default());
+        assert!(
+            r.contains("| overlay pod→pod, baseline build (/tmp/base) | 1450 | 10.00"),
+            "{r}"
+        );
+        assert!(
+            r.contains(
+                "This build against the baseline build, same runs: 1 stream 0.90×, \
+                 4 streams 1.00×, ping avg +10 µs."
+            ),
+            "{r}"
+        );
+        let without = Args {
+            baseline: None,
+            ..args
+        };
+        assert!(
+            !report(&without, &all, &Wake::default(), &Default::default())
+                .contains("baseline build, same runs")
+        );
     }
 
     #[test]
