@@ -66,10 +66,9 @@ fn failure(e: &anyhow::Error) -> &PluginFailure {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn portmap_after_overlay_forwards_a_host_port_to_the_pod_and_del_in_reverse_cleans_up() {
-    let Some(c) = started_cluster("portmap_after_overlay...", "pm", 1) else {
-        return;
-    };
+    let c = started_cluster("pm", 1);
     let rt = Runtime::new(c.node(0), plugin_dirs());
     converge(&c, Duration::from_secs(15));
     let node_ip = overlay_testbed::Underlay::node_addr(0);
@@ -190,10 +189,9 @@ fn portmap_after_overlay_forwards_a_host_port_to_the_pod_and_del_in_reverse_clea
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn a_plugin_before_us_hands_us_a_prev_result_that_we_extend() {
-    let Some(c) = started_cluster("a_plugin_before_us...", "pb", 1) else {
-        return;
-    };
+    let c = started_cluster("pb", 1);
     let rt = Runtime::new(c.node(0), plugin_dirs());
     converge(&c, Duration::from_secs(15));
     let pod = Netns::create(&format!("{}pod", c.underlay.prefix())).expect("pod");

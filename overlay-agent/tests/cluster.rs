@@ -8,10 +8,9 @@ use overlay_testbed::wait;
 use std::time::Duration;
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn three_nodes_converge_and_pods_on_every_node_move_64_mib_intact() {
-    let Some(mut c) = started_cluster("three_nodes_converge...", "cl", 3) else {
-        return;
-    };
+    let mut c = started_cluster("cl", 3);
     let took = converge(&c, Duration::from_secs(15));
     eprintln!(
         "3 agents with chained seeds converged in {:.2} s",
@@ -73,10 +72,9 @@ fn three_nodes_converge_and_pods_on_every_node_move_64_mib_intact() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn a_blackholed_direct_path_is_relayed_through_the_third_node() {
-    let Some(mut c) = started_cluster("a_blackholed_direct_path...", "rl", 3) else {
-        return;
-    };
+    let mut c = started_cluster("rl", 3);
     converge(&c, Duration::from_secs(15));
     for node in 0..3 {
         c.add_pod(node).expect("pod attached");

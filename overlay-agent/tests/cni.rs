@@ -23,10 +23,9 @@ fn pod_ip(result: &serde_json::Value) -> String {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn concurrent_adds_get_unique_addresses_and_del_is_idempotent_and_releases() {
-    let Some(c) = started_cluster("concurrent_adds...", "ca", 1) else {
-        return;
-    };
+    let c = started_cluster("ca", 1);
     converge(&c, Duration::from_secs(15));
     let block = c.status(0).expect("status")["subnet"]
         .as_str()
@@ -99,10 +98,9 @@ fn concurrent_adds_get_unique_addresses_and_del_is_idempotent_and_releases() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn an_add_during_an_agent_restart_waits_and_addresses_survive_the_restart() {
-    let Some(mut c) = started_cluster("an_add_during...", "ar", 2) else {
-        return;
-    };
+    let mut c = started_cluster("ar", 2);
     converge(&c, Duration::from_secs(15));
     let first = c.add_pod(0).expect("pod");
     c.add_pod(1).expect("pod on node1");
@@ -153,10 +151,9 @@ fn an_add_during_an_agent_restart_waits_and_addresses_survive_the_restart() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn add_check_del_follow_the_cni_contract() {
-    let Some(mut c) = started_cluster("add_check_del...", "cc", 1) else {
-        return;
-    };
+    let mut c = started_cluster("cc", 1);
     converge(&c, Duration::from_secs(15));
     let status = c.status(0).expect("status");
     let gateway = status["address"].as_str().expect("address").to_owned();
@@ -267,10 +264,9 @@ fn add_check_del_follow_the_cni_contract() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn a_failed_add_releases_its_address() {
-    let Some(c) = started_cluster("a_failed_add...", "fa", 1) else {
-        return;
-    };
+    let c = started_cluster("fa", 1);
     converge(&c, Duration::from_secs(15));
     let pod = Netns::create(&format!("{}bad", c.underlay.prefix())).expect("pod");
     pod.ip(&["link", "add", "eth0", "type", "bridge"])

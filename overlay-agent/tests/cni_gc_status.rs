@@ -43,19 +43,16 @@ fn link_exists(ns: &Netns, name: &str) -> bool {
     ns.ip(&["link", "show", "dev", name]).is_ok()
 }
 
-fn cluster_without_agents(test: &str, tag: &str) -> Option<Cluster> {
-    if !overlay_testbed::require_root(test) {
-        return None;
-    }
+fn cluster_without_agents(tag: &str) -> Cluster {
+    overlay_testbed::require_root();
     let bins = Binaries::next_to(env!("CARGO_BIN_EXE_overlay-agent")).expect("binaries built");
-    Some(Cluster::new(&overlay_testbed::unique_prefix(tag), 1, bins).expect("cluster"))
+    Cluster::new(&overlay_testbed::unique_prefix(tag), 1, bins).expect("cluster")
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn status_succeeds_exactly_while_the_agent_is_ready() {
-    let Some(mut c) = cluster_without_agents("status_succeeds...", "st") else {
-        return;
-    };
+    let mut c = cluster_without_agents("st");
     let code = |c: &Cluster| match runtime(c).status(&list()) {
         Ok(()) => 0,
         Err(e) => failure(&e).code().unwrap_or_else(|| panic!("{e:#}")),
@@ -79,10 +76,9 @@ fn status_succeeds_exactly_while_the_agent_is_ready() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn gc_releases_every_attachment_the_runtime_no_longer_knows() {
-    let Some(c) = started_cluster("gc_releases...", "gc", 1) else {
-        return;
-    };
+    let c = started_cluster("gc", 1);
     converge(&c, Duration::from_secs(15));
     let rt = runtime(&c);
     let list = list();
@@ -184,10 +180,9 @@ fn gc_releases_every_attachment_the_runtime_no_longer_knows() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn the_pod_mtu_follows_the_overlay_mtu() {
-    let Some(mut c) = cluster_without_agents("the_pod_mtu...", "mt") else {
-        return;
-    };
+    let mut c = cluster_without_agents("mt");
     // A 1400-byte underlay: the overlay MTU is 1400 - 20 - 8 - 20 = 1352.
     c.node(0)
         .ip(&["link", "set", "eth0", "mtu", "1400"])

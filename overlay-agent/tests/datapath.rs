@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn tcp_stream_crosses_the_overlay_intact() {
-    if !require_root("tcp_stream_crosses_the_overlay_intact") {
-        return;
-    }
+    require_root();
     let c = Cluster::start("dtcp", 0);
     // OVERLAY_TEST_MIB=<n> streams more, for a rough throughput figure (run with --release).
     let mib: usize = std::env::var("OVERLAY_TEST_MIB")
@@ -64,10 +63,9 @@ fn tcp_stream_crosses_the_overlay_intact() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn udp_datagrams_of_every_size_up_to_the_overlay_mtu_arrive() {
-    if !require_root("udp_datagrams_of_every_size_up_to_the_overlay_mtu_arrive") {
-        return;
-    }
+    require_root();
     let c = Cluster::start("dudp", 0);
     let echo = Echo::start(&c, 1, SocketAddr::from((node_ip(1), 7001)));
     let client = c.udp(0, SocketAddr::from((node_ip(0), 0)));
@@ -90,10 +88,9 @@ fn udp_datagrams_of_every_size_up_to_the_overlay_mtu_arrive() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn relay_carries_traffic_when_the_direct_path_is_blackholed() {
-    if !require_root("relay_carries_traffic_when_the_direct_path_is_blackholed") {
-        return;
-    }
+    require_root();
     let c = Cluster::start("drel", 0);
     tcp_transfer(&c, 0, 1, 1 << 20, 5001);
     assert_eq!(c.counters(2).relayed_packets, 0, "direct at first");
@@ -130,10 +127,9 @@ fn relay_carries_traffic_when_the_direct_path_is_blackholed() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn hostile_datagrams_are_counted_and_traffic_keeps_flowing() {
-    if !require_root("hostile_datagrams_are_counted_and_traffic_keeps_flowing") {
-        return;
-    }
+    require_root();
     // Node 3 is on the underlay but not a peer.
     let c = Cluster::start("dhos", 1);
     // No traffic before this point, so any delivery would show in rx_packets.
@@ -248,10 +244,9 @@ fn hostile_datagrams_are_counted_and_traffic_keeps_flowing() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn shutdown_is_prompt_under_load_frees_the_socket_and_keeps_the_device() {
-    if !require_root("shutdown_is_prompt_under_load_frees_the_socket_and_keeps_the_device") {
-        return;
-    }
+    require_root();
     let mut c = Cluster::start("dstp", 0);
     // Keep a UDP flood a → b going while a and b shut down.
     let flood = c.udp(0, SocketAddr::from((node_ip(0), 0)));
@@ -329,10 +324,9 @@ fn shutdown_is_prompt_under_load_frees_the_socket_and_keeps_the_device() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn configure_tun_is_idempotent_and_follows_a_claim_change() {
-    if !require_root("configure_tun_is_idempotent_and_follows_a_claim_change") {
-        return;
-    }
+    require_root();
     let ns = Netns::create(&unique_prefix("dcfg")).expect("netns");
     let me = name(0).id();
     let dp = ns
@@ -406,10 +400,9 @@ fn configure_tun_is_idempotent_and_follows_a_claim_change() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn errors_say_what_failed() {
-    if !require_root("errors_say_what_failed") {
-        return;
-    }
+    require_root();
     let ns = Netns::create(&unique_prefix("derr")).expect("netns");
     ns.ip(&["link", "add", "br9", "type", "bridge"])
         .expect("bridge link");

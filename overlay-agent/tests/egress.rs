@@ -45,10 +45,9 @@ fn seen_from(
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn pod_egress_is_masqueraded_to_the_node_and_pod_to_pod_never() {
-    if !overlay_testbed::require_root("pod_egress_is_masqueraded...") {
-        return;
-    }
+    overlay_testbed::require_root();
     let bins = Binaries::next_to(env!("CARGO_BIN_EXE_overlay-agent")).expect("binaries built");
     let mut c = Cluster::new(&overlay_testbed::unique_prefix("eg"), 2, bins).expect("cluster");
     c.start_agent(0).expect("node0");

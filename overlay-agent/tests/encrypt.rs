@@ -17,7 +17,8 @@ mod common;
 use common::{converge, counter, transfer};
 use overlay_proto::header::{Header, HEADER_LEN};
 use overlay_proto::peer::PeerId;
-use overlay_testbed::{packet, traffic, wait, Binaries, Cluster, Underlay};
+use overlay_testbed::{traffic, wait, Binaries, Cluster, Underlay};
+use overlay_testkit::packet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -31,10 +32,8 @@ const DATA_PORT: u16 = 6783;
 const MARKER: &[u8] = b"OVERLAY-MARKER-7f3a9c-plaintext-must-not-leak";
 
 /// A cluster of `nodes` agents, with the secret file and `--encrypt` when `encrypt`.
-fn cluster(test: &str, tag: &str, nodes: usize, encrypt: bool) -> Option<Cluster> {
-    if !overlay_testbed::require_root(test) {
-        return None;
-    }
+fn cluster(tag: &str, nodes: usize, encrypt: bool) -> Cluster {
+    overlay_testbed::require_root();
     let bins = Binaries::next_to(env!("CARGO_BIN_EXE_overlay-agent")).expect("binaries built");
     let mut c = Cluster::new(&overlay_testbed::unique_prefix(tag), nodes, bins).expect("cluster");
     let path = c.workdir.join("cluster.secret");
@@ -52,7 +51,7 @@ fn cluster(test: &str, tag: &str, nodes: usize, encrypt: bool) -> Option<Cluster
     for node in 0..nodes {
         c.add_pod(node).expect("pod attached");
     }
-    Some(c)
+    c
 }
 
 /// Waits until every agent holds a data key for every other node.
@@ -227,15 +226,9 @@ fn ping(c: &Cluster, from: usize, to: usize, size: usize) -> bool {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn without_encrypt_the_marker_is_in_clear_on_the_underlay() {
-    let Some(c) = cluster(
-        "without_encrypt_the_marker_is_in_clear_on_the_underlay",
-        "ecp",
-        2,
-        false,
-    ) else {
-        return;
-    };
+    let c = cluster("ecp", 2, false);
     let sniffer = Sniffer::start(&c);
     send_marker(&c, 0, 1, 7001);
     let (found, _) = sniffer.stop();
@@ -246,15 +239,9 @@ fn without_encrypt_the_marker_is_in_clear_on_the_underlay() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn encrypted_cluster_carries_traffic_sealed_relays_and_refuses_replays() {
-    let Some(c) = cluster(
-        "encrypted_cluster_carries_traffic_sealed_relays_and_refuses_replays",
-        "enc",
-        3,
-        true,
-    ) else {
-        return;
-    };
+    let c = cluster("enc", 3, true);
     wait_keys(&c, 3);
     let s = c.status(0).expect("status");
     let mtu = s["mtu"].as_u64().expect("mtu") as usize;

@@ -2,16 +2,15 @@
 //! are really read, split, sent with GSO, received with GRO and coalesced; relays keep them
 //! batched; packets of every size (and fragments, and UDP segmentation from applications)
 //! arrive intact; every combination of `OVERLAY_DATAPATH_DISABLE` switches, and peers with
-//! different switches, carry checksummed traffic.
-//!
-//! `OVERLAY_TEST_IPERF=1` adds a single-stream iperf3 measure (overlay vs the bare underlay).
+//! different switches, carry checksummed traffic. (Throughput is measured by the benchmark,
+//! `examples/src/bin/bench.rs`, not here.)
 
 mod datapath_bed;
 
 use datapath_bed::*;
 use overlay_agent::datapath::{CountersSnapshot, Disabled, Offloads};
 use overlay_proto::peer::PeerId;
-use overlay_testbed::{require_root, Underlay};
+use overlay_testbed::require_root;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -63,10 +62,9 @@ fn mixed_sizes(max: usize) -> Vec<usize> {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn tcp_64_mib_travels_as_super_packets_and_coalesced_frames() {
-    if !require_root("tcp_64_mib_travels_as_super_packets_and_coalesced_frames") {
-        return;
-    }
+    require_root();
     let c = Cluster::start_with("fp64", 0, [Disabled::default(); PEERS]);
     for dp in &c.datapaths {
         assert_eq!(dp.offloads(), all_on(), "Linux ≥ 6.2 accepts every offload");
@@ -115,10 +113,9 @@ fn tcp_64_mib_travels_as_super_packets_and_coalesced_frames() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn relay_keeps_tcp_and_udp_batched_and_intact() {
-    if !require_root("relay_keeps_tcp_and_udp_batched_and_intact") {
-        return;
-    }
+    require_root();
     let c = Cluster::start_with("fprl", 0, [Disabled::default(); PEERS]);
     c.bed.blackhole(0, 1).expect("blackhole a-b");
     c.route(VIA_C);
@@ -161,10 +158,9 @@ fn relay_keeps_tcp_and_udp_batched_and_intact() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn udp_and_ping_of_every_size_and_fragments_arrive_intact() {
-    if !require_root("udp_and_ping_of_every_size_and_fragments_arrive_intact") {
-        return;
-    }
+    require_root();
     let c = Cluster::start_with("fpmx", 0, [Disabled::default(); PEERS]);
     let max = c.mtu as usize - 28;
     let echo = Echo::start(&c, 1, SocketAddr::from((node_ip(1), 7001)));
@@ -268,10 +264,9 @@ fn uso_round(c: &Cluster, from: usize, to: usize, port: u16) -> u64 {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn udp_segmentation_from_applications_crosses_as_super_packets() {
-    if !require_root("udp_segmentation_from_applications_crosses_as_super_packets") {
-        return;
-    }
+    require_root();
     let c = Cluster::start_with("fpus", 0, [Disabled::default(); PEERS]);
     let supers = uso_round(&c, 0, 1, 7003);
     assert!(
@@ -284,10 +279,9 @@ fn udp_segmentation_from_applications_crosses_as_super_packets() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn every_switch_combination_carries_a_checksummed_transfer() {
-    if !require_root("every_switch_combination_carries_a_checksummed_transfer") {
-        return;
-    }
+    require_root();
     for d in Disabled::all_combinations() {
         let c = Cluster::start_with("fpsw", 0, [d; PEERS]);
         let bytes = 4 << 20;
@@ -337,10 +331,9 @@ fn every_switch_combination_carries_a_checksummed_transfer() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn peers_with_different_switches_interoperate() {
-    if !require_root("peers_with_different_switches_interoperate") {
-        return;
-    }
+    require_root();
     let plain: Disabled = "tun-offload".parse().expect("switch");
     let no_batching: Disabled = "udp-gro,coalesce".parse().expect("switch");
     let c = Cluster::start_with("fpmi", 0, [Disabled::default(), plain, no_batching]);
@@ -361,10 +354,9 @@ fn peers_with_different_switches_interoperate() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn gso_switched_off_sends_datagram_by_datagram() {
-    if !require_root("gso_switched_off_sends_datagram_by_datagram") {
-        return;
-    }
+    require_root();
     let no_gso: Disabled = "udp-gso".parse().expect("switch");
     let c = Cluster::start_with(
         "fpgs",
@@ -379,87 +371,4 @@ fn gso_switched_off_sends_datagram_by_datagram() {
     assert_eq!(a.gso_sends, 0, "but sends each datagram alone: {a:?}");
     assert!(b.gso_sends > 0, "b still uses GSO: {b:?}");
     assert_no_drops(&c, "no GSO on a");
-}
-
-/// Single-stream iperf3 for `secs` seconds from node `from` to `to_addr`; Gbit/s received.
-fn iperf3(bed: &Underlay, from: usize, to: usize, to_addr: &str, secs: u32) -> f64 {
-    let mut server = bed.nodes[to]
-        .command("iperf3")
-        .args(["-s", "-1", "-B", to_addr])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 -s");
-    std::thread::sleep(Duration::from_millis(300));
-    let out = bed.nodes[from]
-        .exec(
-            "timeout",
-            &[
-                &(secs + 10).to_string(),
-                "iperf3",
-                "-c",
-                to_addr,
-                "-t",
-                &secs.to_string(),
-                "-J",
-            ],
-        )
-        .expect("iperf3 -c");
-    let _ = server.kill();
-    let _ = server.wait();
-    let json: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("iperf3 output: {e}"));
-    json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("iperf3 result: {json}"))
-        / 1e9
-}
-
-#[test]
-fn iperf3_single_stream_throughput() {
-    if std::env::var("OVERLAY_TEST_IPERF").as_deref() != Ok("1") {
-        eprintln!("skipped: set OVERLAY_TEST_IPERF=1 (release build) to measure");
-        return;
-    }
-    if !require_root("iperf3_single_stream_throughput") {
-        return;
-    }
-    let c = Cluster::start("fpip", 0);
-    let secs = 5;
-    let underlay = iperf3(&c.bed, 0, 1, &Underlay::node_addr(1).to_string(), secs);
-    let overlay = iperf3(&c.bed, 0, 1, &node_ip(1).to_string(), secs);
-    // Kernel VXLAN between the same two namespaces over the same underlay: the reference.
-    for (i, other) in [(0usize, 1usize), (1, 0)] {
-        let node = &c.bed.nodes[i];
-        let (local, remote) = (
-            Underlay::node_addr(i).to_string(),
-            Underlay::node_addr(other).to_string(),
-        );
-        node.ip(&[
-            "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789", "remote",
-            &remote, "local", &local, "dev", "eth0",
-        ])
-        .expect("vxlan");
-        node.ip(&[
-            "addr",
-            "add",
-            &format!("10.77.0.{}/24", i + 1),
-            "dev",
-            "vx0",
-        ])
-        .expect("vxlan address");
-        node.ip(&["link", "set", "vx0", "up"]).expect("vxlan up");
-    }
-    let vxlan = iperf3(&c.bed, 0, 1, "10.77.0.2", secs);
-    println!(
-        "[{}] single stream, {secs} s: underlay veth {underlay:.2} Gbit/s, kernel VXLAN {vxlan:.2}, overlay {overlay:.2} = {:.2}× VXLAN",
-        env_switches(),
-        overlay / vxlan
-    );
-    println!("a: {:?}\nb: {:?}", c.counters(0), c.counters(1));
-    for i in [0, 1] {
-        let stats = c.bed.nodes[i]
-            .ip(&["-s", "link", "show", TUN])
-            .expect("ip -s link");
-        println!("{}: {stats}", NAMES[i]);
-    }
 }

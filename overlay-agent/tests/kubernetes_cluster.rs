@@ -61,10 +61,9 @@ fn target(c: &Cluster, i: usize, addr: &str) -> Result<Option<Value>, String> {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn agents_discover_each_other_take_pod_cidrs_and_clear_network_unavailable() {
-    if !overlay_testbed::require_root("kubernetes_cluster") {
-        return;
-    }
+    overlay_testbed::require_root();
     let bins = Binaries::next_to(env!("CARGO_BIN_EXE_overlay-agent")).expect("binaries built");
     let mut c = Cluster::new(&overlay_testbed::unique_prefix("k8s"), 4, bins).expect("cluster");
     c.seeds = vec![Vec::new(); 4];

@@ -46,10 +46,9 @@ fn get(text: &str, series: &str) -> f64 {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn metrics_move_with_pod_traffic_and_drops() {
-    let Some(mut c) = started_cluster("metrics_move_with_pod_traffic_and_drops", "mt", 2) else {
-        return;
-    };
+    let mut c = started_cluster("mt", 2);
     converge(&c, Duration::from_secs(15));
     c.add_pod(0).expect("pod on node0");
     c.add_pod(1).expect("pod on node1");

@@ -27,12 +27,10 @@ const NEW: &str = "new-cluster-secret-lmnopqrstuv";
 const RATE: u64 = 2 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn cluster(test: &str, tag: &str, nodes: usize) -> Option<Cluster> {
-    if !overlay_testbed::require_root(test) {
-        return None;
-    }
+fn cluster(tag: &str, nodes: usize) -> Cluster {
+    overlay_testbed::require_root();
     let bins = Binaries::next_to(env!("CARGO_BIN_EXE_overlay-agent")).expect("binaries built");
-    Some(Cluster::new(&overlay_testbed::unique_prefix(tag), nodes, bins).expect("cluster"))
+    Cluster::new(&overlay_testbed::unique_prefix(tag), nodes, bins).expect("cluster")
 }
 
 fn secret_path(c: &Cluster, i: usize) -> PathBuf {
@@ -81,10 +79,9 @@ fn refused(s: &Value, reason: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn only_agents_holding_the_secret_join_and_a_wrong_one_is_refused() {
-    let Some(mut c) = cluster("only_agents_holding_the_secret_join...", "sw", 4) else {
-        return;
-    };
+    let mut c = cluster("sw", 4);
     for i in 0..3 {
         write_secret(&secret_path(&c, i), &[GOOD]);
     }
@@ -222,10 +219,9 @@ fn wait_checking(
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn rotating_the_secret_node_by_node_never_partitions_the_cluster() {
-    let Some(mut c) = cluster("rotating_the_secret_node_by_node...", "sr", 3) else {
-        return;
-    };
+    let mut c = cluster("sr", 3);
     for i in 0..3 {
         write_secret(&secret_path(&c, i), &[OLD]);
         start_with_secret(&mut c, i);

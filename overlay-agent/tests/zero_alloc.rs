@@ -1,58 +1,22 @@
-//! Zero allocations per packet: a counting global allocator attributes every allocation made
-//! on a data-path thread (`overlay_agent::datapath::on_datapath_thread`) and the data paths of
-//! a namespace cluster (the bed: `datapath_bed`) carry a second of heavy TCP and UDP traffic,
-//! through a relay too, while their forwarding tables are swapped: after warm-up, the packet
-//! threads allocate nothing.
+//! Zero allocations per packet: the counting global allocator (`overlay_testkit::counting`)
+//! counts every allocation made on a data-path thread
+//! (`overlay_agent::datapath::on_datapath_thread`), and the data paths of a namespace cluster
+//! (the bed: `datapath_bed`) carry a second of heavy TCP and UDP traffic, through a relay
+//! too, while their forwarding tables are swapped: after warm-up, the packet threads allocate
+//! nothing.
 
 mod datapath_bed;
 
 use datapath_bed::*;
 use overlay_agent::datapath::{on_datapath_thread, Disabled};
 use overlay_testbed::require_root;
-use std::alloc::{GlobalAlloc, Layout, System};
+use overlay_testkit::counting::{allocations, count_threads_where, Counting};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// Counts allocations made on data-path threads, then defers to the system allocator.
-struct Counting;
-
-static DATAPATH_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-#[inline]
-fn count() {
-    if on_datapath_thread() {
-        DATAPATH_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
-// `System`'s guarantees hold; the counting reads a const thread-local and bumps an atomic,
-// neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -173,10 +137,10 @@ fn traffic(c: &Cluster, secs: f64, ports: u16) {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn the_data_path_threads_allocate_nothing_under_load() {
-    if !require_root("the_data_path_threads_allocate_nothing_under_load") {
-        return;
-    }
+    require_root();
+    count_threads_where(on_datapath_thread);
     let c = Cluster::start_with("zall", 0, [Disabled::default(); PEERS]);
     measure(&c, "plain");
     drop(c);
@@ -196,7 +160,7 @@ fn the_data_path_threads_allocate_nothing_under_load() {
 /// Warms `c` up, then measures the data-path threads' allocations under load.
 fn measure(c: &Cluster, what: &str) {
     assert!(
-        DATAPATH_ALLOCATIONS.load(Ordering::Relaxed) > 0,
+        allocations() > 0,
         "the allocator sees the data-path threads (their buffers are allocated at start)"
     );
     // Warm-up: every path once (direct, relayed, UDP, fragments).
@@ -204,9 +168,9 @@ fn measure(c: &Cluster, what: &str) {
     traffic(c, 1.0, 6000);
 
     let before: Vec<_> = (0..PEERS).map(|i| c.counters(i)).collect();
-    let allocations = DATAPATH_ALLOCATIONS.load(Ordering::Relaxed);
+    let before_allocations = allocations();
     traffic(c, 1.0, 6100);
-    let allocated = DATAPATH_ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+    let allocated = allocations() - before_allocations;
     let moved: u64 = (0..PEERS)
         .map(|i| c.counters(i).tx_bytes - before[i].tx_bytes)
         .sum();

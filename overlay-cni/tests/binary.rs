@@ -83,10 +83,9 @@ fn node(tag: &str) -> Netns {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn version_prints_the_supported_versions() {
-    if !require_root("version_prints_the_supported_versions") {
-        return;
-    }
+    require_root();
     let n = node("bv");
     let out = plugin(&n, &[("CNI_COMMAND", "VERSION".into())], "");
     assert!(out.ok, "{} {}", out.stdout, out.stderr);
@@ -105,10 +104,9 @@ fn version_prints_the_supported_versions() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn status_and_gc_need_1_1_and_gc_needs_the_valid_attachments() {
-    if !require_root("status_and_gc_need_1_1_and_gc_needs_the_valid_attachments") {
-        return;
-    }
+    require_root();
     let n = node("bs");
     let status = [("CNI_COMMAND", "STATUS".to_owned())];
     let gc = [("CNI_COMMAND", "GC".to_owned())];
@@ -134,10 +132,9 @@ fn status_and_gc_need_1_1_and_gc_needs_the_valid_attachments() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn status_without_an_agent_is_code_50_at_once() {
-    if !require_root("status_without_an_agent_is_code_50_at_once") {
-        return;
-    }
+    require_root();
     let n = node("bq");
     let start = Instant::now();
     let out = plugin(
@@ -157,10 +154,9 @@ fn status_without_an_agent_is_code_50_at_once() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn bad_environment_is_code_4() {
-    if !require_root("bad_environment_is_code_4") {
-        return;
-    }
+    require_root();
     let n = node("be");
     let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
     let conf = netconf(6784, 0);
@@ -179,10 +175,9 @@ fn bad_environment_is_code_4() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn bad_netconf_is_code_6_or_7_and_unknown_versions_code_1() {
-    if !require_root("bad_netconf_is_code_6_or_7_and_unknown_versions_code_1") {
-        return;
-    }
+    require_root();
     let n = node("bn");
     let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
     let e = env("ADD", "abc", &pod);
@@ -201,10 +196,9 @@ fn bad_netconf_is_code_6_or_7_and_unknown_versions_code_1() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn add_without_an_agent_fails_with_code_11_after_the_wait() {
-    if !require_root("add_without_an_agent_fails_with_code_11_after_the_wait") {
-        return;
-    }
+    require_root();
     let n = node("bw");
     let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
     // Nothing listens on this port in the fresh node namespace.
@@ -244,10 +238,9 @@ fn add_without_an_agent_fails_with_code_11_after_the_wait() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn add_into_something_that_is_no_pod_namespace_is_code_3() {
-    if !require_root("add_into_something_that_is_no_pod_namespace_is_code_3") {
-        return;
-    }
+    require_root();
     let n = node("ns");
     let pod = Netns::create(&format!("{}p", n.name())).expect("pod");
     // No agent listens: the namespace is checked before any address is asked for.

@@ -53,10 +53,9 @@ fn link_exists(ns: &Netns, name: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn two_pods_on_one_node_reach_each_other_and_the_gateway() {
-    if !require_root("two_pods_on_one_node_reach_each_other_and_the_gateway") {
-        return;
-    }
+    require_root();
     let b = bed("cw", 2);
     let a0 = attachment(&b.pods[0], "pod-a");
     let a1 = attachment(&b.pods[1], "pod-b");
@@ -179,10 +178,9 @@ fn two_pods_on_one_node_reach_each_other_and_the_gateway() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn unwire_is_idempotent_and_removes_the_host_veth() {
-    if !require_root("unwire_is_idempotent_and_removes_the_host_veth") {
-        return;
-    }
+    require_root();
     let mut b = bed("cu", 1);
     let att = attachment(&b.pods[0], "pod-u");
     let w = wire(&b.node, &att, 2).expect("wire");
@@ -205,10 +203,9 @@ fn unwire_is_idempotent_and_removes_the_host_veth() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn unwire_removes_the_pod_end_when_the_host_end_is_gone() {
-    if !require_root("unwire_removes_the_pod_end_when_the_host_end_is_gone") {
-        return;
-    }
+    require_root();
     let b = bed("ce", 1);
     // A veth in the pod whose peer is not named like ours (as after a host-side rename).
     b.pods[0]
@@ -227,10 +224,9 @@ fn unwire_removes_the_pod_end_when_the_host_end_is_gone() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn a_stale_bridge_address_is_replaced() {
-    if !require_root("a_stale_bridge_address_is_replaced") {
-        return;
-    }
+    require_root();
     let b = bed("cs", 1);
     b.node
         .ip(&["link", "add", "ovlbr0", "type", "bridge"])
@@ -250,10 +246,9 @@ fn a_stale_bridge_address_is_replaced() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn a_bridge_name_taken_by_another_device_is_refused() {
-    if !require_root("a_bridge_name_taken_by_another_device_is_refused") {
-        return;
-    }
+    require_root();
     let b = bed("cd", 1);
     b.node
         .ip(&[
@@ -266,10 +261,9 @@ fn a_bridge_name_taken_by_another_device_is_refused() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn concurrent_wiring_on_a_new_bridge_succeeds() {
-    if !require_root("concurrent_wiring_on_a_new_bridge_succeeds") {
-        return;
-    }
+    require_root();
     let b = bed("cc", 6);
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(b.pods.len()));
     let handles: Vec<_> = b
@@ -315,10 +309,9 @@ fn concurrent_wiring_on_a_new_bridge_succeeds() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn a_failed_wiring_leaves_no_host_veth() {
-    if !require_root("a_failed_wiring_leaves_no_host_veth") {
-        return;
-    }
+    require_root();
     let b = bed("cf", 1);
     b.pods[0]
         .ip(&["link", "add", "eth0", "type", "bridge"])
@@ -344,10 +337,9 @@ fn a_failed_wiring_leaves_no_host_veth() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn wiring_the_node_namespace_itself_is_refused() {
-    if !require_root("wiring_the_node_namespace_itself_is_refused") {
-        return;
-    }
+    require_root();
     let b = bed("ci", 0);
     let att = Attachment {
         container_id: "pod-i".into(),
@@ -361,10 +353,9 @@ fn wiring_the_node_namespace_itself_is_refused() {
 }
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn a_reused_address_is_reachable_at_once() {
-    if !require_root("a_reused_address_is_reachable_at_once") {
-        return;
-    }
+    require_root();
     // The node and pod c cache pod a's MAC; pod b gets the same address right after pod a
     // leaves. The node must forget the old MAC and pod c must learn the new one from pod b's
     // gratuitous ARP, or both keep sending to a dead MAC for half a minute. Pod c also keeps

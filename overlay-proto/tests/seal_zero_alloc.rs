@@ -2,13 +2,14 @@
 //! test's thread allocates while it seals and opens GSO batches and single datagrams with
 //! both suites, across rekeys (the opener deriving keys ahead and switching epochs).
 
-mod counting;
-
-use counting::allocations_in;
 use overlay_proto::header::{Header, HEADER_LEN};
 use overlay_proto::seal::{single, Opener, RekeyPolicy, Sealer, Suite, OVERHEAD};
 use overlay_proto::segment::SplitLayout;
 use overlay_proto::PeerId;
+use overlay_testkit::counting::{allocations_in, Counting};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 const A: PeerId = PeerId(1);
 const B: PeerId = PeerId(2);

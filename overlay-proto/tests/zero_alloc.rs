@@ -4,54 +4,24 @@
 //! A counting global allocator counts only on the thread that enables it, so the test
 //! harness's own threads cannot interfere; this binary holds this one test all the same.
 
-mod counting;
-
-use counting::allocations_in;
-use overlay_proto::checksum;
 use overlay_proto::coalesce::{CoalesceConfig, Coalescer};
 use overlay_proto::header::{Header, HEADER_LEN};
 use overlay_proto::segment::{split, split_layout};
 use overlay_proto::vnet::VnetHdr;
 use overlay_proto::PeerId;
+use overlay_testkit::counting::{allocations_in, Counting};
+use overlay_testkit::packet::{tso_packet, TSO_HEADERS_LEN, TSO_VNET_HDR};
 
-/// A TCPv4 super-packet with timestamps (52 bytes of headers) and `payload` bytes, its
-/// checksum partial, as the TUN returns it.
-fn tso_packet(payload: usize) -> Vec<u8> {
-    let mut p = vec![
-        0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 32, 1, 2, 10, 32, 2, 3,
-    ];
-    p.extend_from_slice(&[
-        0x9c, 0x40, 0x14, 0x51, 0, 0, 0x10, 0, 0, 0, 0x20, 0, 0x80, 0x10,
-    ]);
-    p.extend_from_slice(&[0x01, 0xf6, 0, 0, 0, 0, 1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
-    p.extend((0..payload).map(|i| i as u8));
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    let c = checksum::checksum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let ps = checksum::pseudo_header(&p[12..20], 6, u32::from(total) - 20);
-    p[36..38].copy_from_slice(&ps.to_be_bytes());
-    p
-}
-
-fn tso_vnet() -> VnetHdr {
-    VnetHdr {
-        flags: VnetHdr::NEEDS_CSUM,
-        gso_type: VnetHdr::GSO_TCPV4,
-        hdr_len: 52,
-        gso_size: 1400,
-        csum_start: 20,
-        csum_offset: 16,
-    }
-}
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 #[test]
 fn split_and_coalesce_allocate_nothing_after_warm_up() {
     let header = Header::ip(PeerId(1), PeerId(2));
-    let vnet = tso_vnet();
+    let vnet = VnetHdr::parse(&TSO_VNET_HDR).expect("10 bytes");
 
     // Split: a 64 KiB TSO packet, MSS 1400.
-    let big = tso_packet(65535 - 52);
+    let big = tso_packet(65535 - TSO_HEADERS_LEN);
     let mut out = vec![0u8; split_layout(&vnet, &big).expect("valid").total_len];
     split(&vnet, &big, &header, &mut out).expect("warm-up split");
     let n = allocations_in(|| {

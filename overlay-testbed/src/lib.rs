@@ -26,7 +26,6 @@ pub mod conflist;
 pub mod http;
 pub mod iperf;
 pub mod netns;
-pub mod packet;
 mod pod_wiring;
 pub mod process;
 pub mod stream;
@@ -50,21 +49,19 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Returns false (and says so on stderr) when a root-only test must be skipped.
+/// Fails the calling test unless it runs as root; creates `/dev/net/tun` if missing.
 ///
-/// Tests needing root start with `if !overlay_testbed::require_root("name") { return; }`.
-/// With `OVERLAY_REQUIRE_ROOT=1` (set by the project's test command) a missing root
-/// privilege is a failure instead of a skip.
-pub fn require_root(test: &str) -> bool {
-    if is_root() {
-        ensure_tun_device();
-        return true;
-    }
-    if std::env::var("OVERLAY_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{test} needs root (OVERLAY_REQUIRE_ROOT=1)");
-    }
-    eprintln!("skipped {test}: needs root");
-    false
+/// Every root-only test is marked `#[cfg_attr(no_root, ignore = "needs root")]` (the cfg is
+/// set by the build script of a build made by a user other than root, see
+/// `overlay_testkit::root_cfg`) and starts with this call: as root it runs, built by another
+/// user it shows as ignored, and a binary built as root but run by another user (or run with
+/// `--include-ignored`) fails here with a clear message instead of passing.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "this test needs root: run `cargo test` as root (built by another user, it is ignored)"
+    );
+    ensure_tun_device();
 }
 
 /// Creates `/dev/net/tun` (char 10:200) if it is missing.

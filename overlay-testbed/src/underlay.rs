@@ -124,10 +124,9 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     #[test]
+    #[cfg_attr(no_root, ignore = "needs root")]
     fn nodes_reach_each_other_and_blackholes_cut_them() {
-        if !crate::require_root("nodes_reach_each_other_and_blackholes_cut_them") {
-            return;
-        }
+        crate::require_root();
         let bed = Underlay::new(&crate::unique_prefix("tb"), 2).expect("bed");
         let listener = bed.nodes[1]
             .run(|| TcpListener::bind("10.99.0.2:7000"))

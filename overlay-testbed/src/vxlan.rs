@@ -229,10 +229,9 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(no_root, ignore = "needs root")]
     fn pods_reach_each_other_through_vxlan() {
-        if !crate::require_root("pods_reach_each_other_through_vxlan") {
-            return;
-        }
+        crate::require_root();
         let net = VxlanNet::new(&crate::unique_prefix("vx"), 2).expect("bed");
         assert_eq!(net.mtu(), 1500 - 50, "derived from the underlay");
         for pod in &net.pods {

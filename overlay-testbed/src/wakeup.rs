@@ -104,10 +104,9 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(no_root, ignore = "needs root")]
     fn a_blocked_thread_wakes_within_a_bound() {
-        if !crate::require_root("a_blocked_thread_wakes_within_a_bound") {
-            return;
-        }
+        crate::require_root();
         let ns = Netns::create(&format!("{}w", crate::unique_prefix("wk"))).expect("netns");
         let v = latencies(&ns, 5, Duration::from_millis(10)).expect("measured");
         assert_eq!(v.len(), 5);

@@ -6,10 +6,9 @@ use overlay_testbed::{iperf, netns, require_root, traffic, unique_prefix, vxlan}
 use std::time::Duration;
 
 #[test]
+#[cfg_attr(no_root, ignore = "needs root")]
 fn pods_reach_each_other_through_the_forwarder() {
-    if !require_root("pods_reach_each_other_through_the_forwarder") {
-        return;
-    }
+    require_root();
     let net = TunPipeNet::new(&unique_prefix("tpt"), 1450).expect("bed");
     assert_eq!(net.mtu(), 1450);
     for (i, pod) in net.pods.iter().enumerate() {

@@ -66,7 +66,7 @@ pub(crate) fn table_of(me: Peer, relayed: bool) -> ForwardingTable {
 
 /// An IPv4/UDP packet (header checksum set, UDP checksum 0) from `src` to `dst`.
 pub(crate) fn ipv4_udp(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    overlay_testbed::packet::ipv4_udp(src.into(), dst.into(), 4000, 5000, payload)
+    overlay_testkit::packet::ipv4_udp(src.into(), dst.into(), 4000, 5000, payload)
 }
 
 /// `header` followed by `payload`.

@@ -8,16 +8,14 @@ use std::time::Duration;
 /// A 64 MiB transfer takes a few seconds even in a debug build; leave room for a busy machine.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A cluster of `nodes` nodes with chained seeds and every agent started, or `None` when not
-/// root (the test is then skipped; see `overlay_testbed::require_root`).
-pub fn started_cluster(test: &str, tag: &str, nodes: usize) -> Option<Cluster> {
-    if !overlay_testbed::require_root(test) {
-        return None;
-    }
+/// A cluster of `nodes` nodes with chained seeds and every agent started (root only: see
+/// `overlay_testbed::require_root`).
+pub fn started_cluster(tag: &str, nodes: usize) -> Cluster {
+    overlay_testbed::require_root();
     let bins = Binaries::next_to(env!("CARGO_BIN_EXE_overlay-agent")).expect("binaries built");
     let mut c = Cluster::new(&overlay_testbed::unique_prefix(tag), nodes, bins).expect("cluster");
     c.start_all().expect("agents start");
-    Some(c)
+    c
 }
 
 /// Waits for convergence and fails with every agent's log if it does not come.

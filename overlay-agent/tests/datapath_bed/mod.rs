@@ -365,7 +365,7 @@ pub fn mbit_per_s(bytes: usize, t: Duration) -> f64 {
 
 /// An IPv4/UDP packet (header checksum set, UDP checksum 0 = none).
 pub fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    overlay_testbed::packet::ipv4_udp(src, dst, 4000, dport, payload)
+    overlay_testkit::packet::ipv4_udp(src, dst, 4000, dport, payload)
 }
 
 /// `header` followed by `payload`.
