@@ -179,6 +179,20 @@ impl Receiver {
                 .is_none_or(|o| o.record.is_empty() && o.body_len.is_none())
     }
 
+    /// Bytes of unfinished records and frames buffered (nonzero at the end of the stream
+    /// means the peer closed in the middle of one).
+    pub fn buffered(&self) -> usize {
+        let record = self.opener.as_ref().map_or(0, |o| {
+            o.record.len()
+                + if o.body_len.is_some() {
+                    MSG_LEN_PREFIX
+                } else {
+                    0
+                }
+        });
+        self.frames.buffered() + record
+    }
+
     /// Appends bytes received from the stream, opening every complete record.
     pub fn push(&mut self, wire: &[u8]) -> Result<(), TransportError> {
         let Some(opener) = &mut self.opener else {
