@@ -194,6 +194,15 @@ fn main() {
         "small-limits",
         &[1, 1, 0, 0, 0, 2, b'h', b'i', 0, 0, 0, 99],
     );
+    // The count byte's high bit: read sealed into Noise records as well.
+    let mut s = vec![0x80 | 3, 5, 64, 1];
+    s.extend_from_slice(&stream);
+    write("frames", "sealed-chunked", &s);
+    write(
+        "frames",
+        "sealed-small-limits",
+        &[0x81, 1, 0, 0, 0, 2, b'h', b'i', 0, 0, 0, 99],
+    );
 
     // trace
     let mut b = [0u8; MAX_REPORT_LEN];

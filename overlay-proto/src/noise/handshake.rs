@@ -191,6 +191,12 @@ impl Handshake {
         }
     }
 
+    /// Bytes of an unfinished handshake message buffered (at most the 2-byte length and
+    /// [`MAX_HANDSHAKE_MSG`]).
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
     /// The next thing to do, in order; `None` when more input is needed.
     pub fn poll_output(&mut self) -> Option<HandshakeOutput> {
         self.outputs.pop_front()
