@@ -68,6 +68,14 @@ fn sessions(init: &[u8], accepted: &[&[u8]]) -> (Session, Session) {
     }
 }
 
+/// The next output of `hs`, which must be bytes to send.
+fn transmit(hs: &mut Handshake, what: &str) -> Vec<u8> {
+    match hs.poll_output() {
+        Some(HandshakeOutput::Transmit(bytes)) => bytes,
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
 fn frame(n: usize) -> Vec<u8> {
     let mut f = (n as u32).to_be_bytes().to_vec();
     f.extend((0..n).map(|x| x as u8));
@@ -101,21 +109,15 @@ fn the_same_secret_connects_whatever_the_chunking() {
 fn the_handshake_messages_have_their_sizes() {
     let kp = Keypair::generate();
     let mut i = Handshake::initiator(kp.private(), &Psk::derive(OLD), LIMIT).expect("builds");
-    let Some(HandshakeOutput::Transmit(first)) = i.poll_output() else {
-        panic!("message 1 is queued at once");
-    };
+    let first = transmit(&mut i, "message 1 is queued at once");
     assert_eq!(first.len(), MSG_LEN_PREFIX + 48);
     assert_eq!(first[..MSG_LEN_PREFIX], [0, 48]);
     let mut r = Handshake::responder(kp.private(), [Psk::derive(OLD)], LIMIT);
     r.handle_input(&first).expect("authenticates");
-    let Some(HandshakeOutput::Transmit(answer)) = r.poll_output() else {
-        panic!("message 2");
-    };
+    let answer = transmit(&mut r, "message 2");
     assert_eq!(answer[..MSG_LEN_PREFIX], [0, 96]);
     i.handle_input(&answer).expect("authenticates");
-    let Some(HandshakeOutput::Transmit(last)) = i.poll_output() else {
-        panic!("message 3");
-    };
+    let last = transmit(&mut i, "message 3");
     assert_eq!(last[..MSG_LEN_PREFIX], [0, 64]);
     assert!(matches!(
         i.poll_output(),
@@ -168,17 +170,11 @@ fn records_sent_right_behind_the_last_message_reach_the_session() {
     let (ki, kr) = (Keypair::generate(), Keypair::generate());
     let mut i = Handshake::initiator(ki.private(), &Psk::derive(OLD), LIMIT).expect("builds");
     let mut r = Handshake::responder(kr.private(), [Psk::derive(OLD)], LIMIT);
-    let Some(HandshakeOutput::Transmit(m1)) = i.poll_output() else {
-        panic!("m1")
-    };
+    let m1 = transmit(&mut i, "m1");
     r.handle_input(&m1).expect("m1");
-    let Some(HandshakeOutput::Transmit(m2)) = r.poll_output() else {
-        panic!("m2")
-    };
+    let m2 = transmit(&mut r, "m2");
     i.handle_input(&m2).expect("m2");
-    let Some(HandshakeOutput::Transmit(mut m3)) = i.poll_output() else {
-        panic!("m3")
-    };
+    let mut m3 = transmit(&mut i, "m3");
     let Some(HandshakeOutput::Established(mut si)) = i.poll_output() else {
         panic!("done")
     };
@@ -221,13 +217,9 @@ fn a_wrong_secret_is_refused_on_the_first_message() {
     let mut good = Handshake::initiator(kp.private(), &Psk::derive(NEW), LIMIT).expect("b");
     let mut other = Handshake::initiator(kp.private(), &Psk::derive(OLD), LIMIT).expect("b");
     let mut resp = Handshake::responder(kp.private(), [Psk::derive(OLD)], LIMIT);
-    let Some(HandshakeOutput::Transmit(m1)) = other.poll_output() else {
-        panic!("m1")
-    };
+    let m1 = transmit(&mut other, "m1");
     resp.handle_input(&m1).expect("m1");
-    let Some(HandshakeOutput::Transmit(m2)) = resp.poll_output() else {
-        panic!("m2")
-    };
+    let m2 = transmit(&mut resp, "m2");
     let _ = good.poll_output();
     assert!(matches!(
         good.handle_input(&m2),
