@@ -7,7 +7,10 @@
 //! the tests) moves bytes: it feeds what it reads to a [`Handshake`], writes what
 //! [`Handshake::poll_output`] gives it, and once that yields the [`Session`], carries frames
 //! through the session's [`Sender`] and [`Receiver`]. Nothing here reads a socket or a clock:
-//! timeouts, rate limits and refusal counting belong to the shell.
+//! timeouts, rate limits and refusal counting belong to the shell. The one thing taken from
+//! the operating system is randomness: `snow` draws each handshake's ephemeral key (and
+//! [`Keypair::generate`] a static one) from the OS random source; nothing else depends on
+//! it, so runs with the same inputs behave the same.
 //!
 //! # Wire
 //! Handshake messages and records are both `[u16 big-endian length][bytes]`, as the Noise

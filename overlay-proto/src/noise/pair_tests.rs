@@ -304,3 +304,66 @@ fn plain_directions_pass_frames_through() {
     assert_eq!(frames(&mut r, &wire, 1).expect("frames"), [vec![0, 1]]);
     assert!(!s.is_sealed() && !r.is_sealed());
 }
+
+#[test]
+fn a_peer_written_from_the_documented_wire_interoperates() {
+    // What agents of the previous version do (snow driven directly, `[u16 length][message]`
+    // framing, empty payloads, records from nonce 0): the wire must stay exactly this.
+    let (ours_keys, their_keys) = (Keypair::generate(), Keypair::generate());
+    let psk = Psk::derive(OLD);
+    let mut theirs = snow::Builder::new(NOISE_PATTERN.parse().expect("pattern"))
+        .local_private_key(their_keys.private())
+        .expect("key")
+        .psk(0, psk.as_bytes())
+        .expect("psk")
+        .prologue(b"overlay control v1")
+        .expect("prologue")
+        .build_responder()
+        .expect("responder");
+    let framed = |msg: &[u8]| {
+        let mut out = (msg.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(msg);
+        out
+    };
+    let mut ours = Handshake::initiator(ours_keys.private(), &psk, LIMIT).expect("builds");
+    let mut buf = [0u8; 1024];
+    let m1 = transmit(&mut ours, "m1");
+    assert_eq!(m1.len(), MSG_LEN_PREFIX + 48);
+    theirs
+        .read_message(&m1[MSG_LEN_PREFIX..], &mut buf)
+        .expect("m1 authenticates");
+    let n = theirs.write_message(&[], &mut buf).expect("m2");
+    ours.handle_input(&framed(&buf[..n]))
+        .expect("m2 authenticates");
+    let m3 = transmit(&mut ours, "m3");
+    assert_eq!(m3.len(), MSG_LEN_PREFIX + 64);
+    theirs
+        .read_message(&m3[MSG_LEN_PREFIX..], &mut buf)
+        .expect("m3 authenticates");
+    let Some(HandshakeOutput::Established(mut session)) = ours.poll_output() else {
+        panic!("established");
+    };
+    assert_eq!(&session.remote_static, their_keys.public());
+    let transport = theirs.into_stateless_transport_mode().expect("transport");
+
+    let mut wire = Vec::new();
+    session
+        .sender
+        .seal(&[0, 0, 0, 1, 42], &mut wire)
+        .expect("seal");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([wire[0], wire[1]])),
+        5 + TAG_LEN
+    );
+    let n = transport
+        .read_message(0, &wire[MSG_LEN_PREFIX..], &mut buf)
+        .expect("our record opens at nonce 0");
+    assert_eq!(&buf[..n], [0, 0, 0, 1, 42]);
+    let n = transport
+        .write_message(0, &[0, 0, 0, 2, 7, 8], &mut buf)
+        .expect("their record");
+    assert_eq!(
+        frames(&mut session.receiver, &framed(&buf[..n]), 3),
+        Ok(vec![vec![7, 8]])
+    );
+}
