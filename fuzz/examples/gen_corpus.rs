@@ -183,17 +183,17 @@ fn main() {
         g2.extend_from_slice(&b);
     }
     write("gossip", "refute-and-update", &g2);
-    let mut s = vec![3, 5, 64, 1];
-    s.extend_from_slice(&stream);
-    write("frames", "stream-chunked", &s);
     let mut s = vec![0];
     s.extend_from_slice(&stream);
     write("frames", "stream-whole", &s);
-    write(
-        "frames",
-        "small-limits",
-        &[1, 1, 0, 0, 0, 2, b'h', b'i', 0, 0, 0, 99],
-    );
+    // The count byte's high bit: read sealed into Noise records as well.
+    for (sealed, tag) in [(0, ""), (0x80, "sealed-")] {
+        let mut s = vec![sealed | 3, 5, 64, 1];
+        s.extend_from_slice(&stream);
+        write("frames", &format!("{tag}stream-chunked"), &s);
+        let small = [sealed | 1, 1, 0, 0, 0, 2, b'h', b'i', 0, 0, 0, 99];
+        write("frames", &format!("{tag}small-limits"), &small);
+    }
 
     // trace
     let mut b = [0u8; MAX_REPORT_LEN];

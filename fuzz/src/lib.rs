@@ -1,7 +1,10 @@
 //! Helpers shared by the fuzz targets and the seed generator (`examples/gen_corpus.rs`):
 //! an independent reading of inner IP packets (deliberately not the crate's own parser, so
 //! the targets check the fast path against a second implementation), a fix-up that makes
-//! fuzzed packets well-formed, and builders for seed packets.
+//! fuzzed packets well-formed, and builders for seed packets; and [`control`], the
+//! properties of the control connection's byte stream (targets `frames` and `noise`).
+
+pub mod control;
 
 use overlay_proto::checksum;
 

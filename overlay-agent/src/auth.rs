@@ -2,8 +2,8 @@
 //!
 //! # Design
 //! With a secret file, every control connection starts with the Noise handshake
-//! [`NOISE_PATTERN`] (`Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s`, see
-//! [`crate::control::noise`]):
+//! [`NOISE_PATTERN`] (`Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s`, the sans-IO
+//! [`overlay_proto::noise`] driven by [`crate::control::noise`]):
 //! - **psk0**: the pre-shared key (a SHA-256 derivation of the cluster secret) is mixed in
 //!   before the first message, so the initiator's very first message carries an AEAD tag
 //!   under it. The responder tries it against each secret it accepts (current, then next) on
@@ -49,8 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-/// The Noise protocol of control connections.
-pub const NOISE_PATTERN: &str = "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s";
+pub use overlay_proto::noise::NOISE_PATTERN;
 /// How often the secret file is re-read.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// Handshakes a source may start at once (the bucket size).

@@ -10,9 +10,10 @@
 //! # Layout
 //! - [`driver`]: the task that owns the node; its select loop and output handling.
 //! - [`handshake`]: dialing, the hello exchange and version negotiation.
-//! - [`noise`]: with `--secret-file`, the Noise handshake before the hellos and the
-//!   encrypted records that carry every frame after it (see [`crate::auth`]).
-//! - [`frame`]: reading one length-prefixed frame under a size cap.
+//! - [`noise`]: with `--secret-file`, the async driver of the Noise handshake before the
+//!   hellos (the protocol and its records are [`overlay_proto::noise`]; see [`crate::auth`]).
+//! - [`frame`]: moving bytes from the socket into the connection's sans-IO receiver, which
+//!   gives whole frames under their size caps.
 //! - [`conn`]: the reader and writer tasks of an established connection.
 //! - [`host`]: what the driver changes on the machine (data path table, TUN address).
 //! - [`keys`]: with `--encrypt`, the data keys derived from authenticated handshakes and

@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`peer`]: peer names and the compact ids carried in data headers.
 //! - [`header`]: the overlay header in front of every data datagram.
-//! - [`message`], [`codec`]: control-plane messages and their framing on TCP.
+//! - [`message`], [`codec`]: control-plane messages and their framing on TCP ([`codec::FrameBuffer`]
+//!   reads the frames of every connection).
 //! - [`topology`]: gossiped per-peer records and their merge.
 //! - [`routing`]: shortest paths over established connections.
 //! - [`ipam`]: block claims among nodes, pod addresses within a block.
@@ -19,6 +20,8 @@
 //!   per datagram, replay window, rekeying (not wired into the agent yet).
 //! - [`trace`]: payloads of the trace probes and reports (`overlay-agent trace`).
 //! - [`node`]: the control-plane state machine of one agent.
+//! - [`noise`]: with a cluster secret, the Noise handshake that opens a control connection
+//!   and the encrypted records that carry its frames.
 //! - [`api`]: JSON bodies of the agent's local IPAM API (used by the CNI plugin).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,6 +35,7 @@ pub mod header;
 pub mod ipam;
 pub mod message;
 pub mod node;
+pub mod noise;
 pub mod peer;
 mod rng;
 pub mod routing;

@@ -5,8 +5,8 @@
 //! peer really is.
 
 use super::secret::hex;
-use super::NOISE_PATTERN;
 use crate::state::{read_json, write_json_atomic, StateDir, StateError};
+use overlay_proto::noise::Keypair;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -35,17 +35,11 @@ struct Stored {
 impl Identity {
     /// A fresh random key pair.
     pub fn generate() -> Identity {
-        let builder = snow::Builder::new(NOISE_PATTERN.parse().expect("a valid pattern"));
-        let kp = builder
-            .generate_keypair()
-            .expect("the default resolver generates X25519 keys");
-        let mut id = Identity {
-            private: [0; 32],
-            public: [0; 32],
-        };
-        id.private.copy_from_slice(&kp.private);
-        id.public.copy_from_slice(&kp.public);
-        id
+        let kp = Keypair::generate();
+        Identity {
+            private: *kp.private(),
+            public: *kp.public(),
+        }
     }
 
     /// The key pair of `state`, created (and persisted) when there is none.

@@ -13,6 +13,7 @@
 //! ([`Secret::psk`]) and logs and `/status` show a short fingerprint ([`Secret::fingerprint`],
 //! from a different derivation), never the secret.
 
+use overlay_proto::noise::Psk;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs;
@@ -27,13 +28,12 @@ pub const MAX_SECRET_LEN: usize = 1024;
 /// Largest accepted secret file, in bytes.
 pub const MAX_FILE_LEN: u64 = 4096;
 
-const PSK_CONTEXT: &[u8] = b"overlay cluster secret psk v1\0";
 const FINGERPRINT_CONTEXT: &[u8] = b"overlay cluster secret fingerprint v1\0";
 
 /// One cluster secret, kept only as the key derived from it and its fingerprint.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
-    psk: [u8; 32],
+    psk: Psk,
     fingerprint: String,
 }
 
@@ -46,11 +46,7 @@ impl fmt::Debug for Secret {
 impl Secret {
     /// Derives the key and fingerprint of `secret` (length not checked here).
     pub fn new(secret: &[u8]) -> Secret {
-        let psk: [u8; 32] = Sha256::new()
-            .chain_update(PSK_CONTEXT)
-            .chain_update(secret)
-            .finalize()
-            .into();
+        let psk = Psk::derive(secret);
         let fp = Sha256::new()
             .chain_update(FINGERPRINT_CONTEXT)
             .chain_update(secret)
@@ -61,8 +57,8 @@ impl Secret {
         }
     }
 
-    /// The Noise pre-shared key: SHA-256 of a context string and the secret.
-    pub fn psk(&self) -> &[u8; 32] {
+    /// The Noise pre-shared key: SHA-256 of a context string and the secret ([`Psk`]).
+    pub fn psk(&self) -> &Psk {
         &self.psk
     }
 
@@ -193,7 +189,7 @@ mod tests {
     fn key_and_fingerprint_are_distinct_derivations() {
         let s = Secret::new(A.as_bytes());
         assert_eq!(s.fingerprint().len(), 8);
-        assert!(!hex(s.psk()).starts_with(s.fingerprint()));
+        assert!(!hex(s.psk().as_bytes()).starts_with(s.fingerprint()));
         assert_ne!(s, Secret::new(B.as_bytes()));
         assert!(!format!("{s:?}").contains(A));
     }

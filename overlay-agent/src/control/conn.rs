@@ -5,11 +5,12 @@
 //! order. The queue is bounded in frames and bytes: when a peer does not read fast enough,
 //! the driver closes the connection instead of buffering without limit.
 
+use super::frame::FrameReader;
 use super::handshake::Channel;
-use super::noise::{RecvState, SendState};
 use overlay_proto::codec::{self, LEN_PREFIX, MAX_FRAME_LEN};
 use overlay_proto::message::{Hello, Message};
 use overlay_proto::node::{ConnId, Direction};
+use overlay_proto::noise::Sender;
 use overlay_proto::PeerName;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,10 +94,14 @@ impl ConnHandle {
         events: mpsc::Sender<Event>,
     ) -> ConnHandle {
         let identity = channel.remote_identity;
-        let (read_half, write_half) = channel.stream.into_split();
+        let FrameReader {
+            stream, receiver, ..
+        } = channel.reader;
+        let (read_half, write_half) = stream.into_split();
+        let reader = FrameReader::new(read_half, receiver);
         let (frames, rx) = mpsc::channel(QUEUE_FRAMES);
         let queued = Arc::new(AtomicUsize::new(0));
-        let reader = tokio::spawn(read_loop(conn, read_half, channel.recv, events.clone()));
+        let reader = tokio::spawn(read_loop(conn, reader, events.clone()));
         let writer = tokio::spawn(write_loop(
             conn,
             write_half,
@@ -154,17 +159,15 @@ impl ConnHandle {
 
 async fn read_loop(
     conn: ConnId,
-    mut half: OwnedReadHalf,
-    mut recv: RecvState,
+    mut reader: FrameReader<OwnedReadHalf>,
     events: mpsc::Sender<Event>,
 ) {
-    let mut body = Vec::new();
     let reason = loop {
-        match recv.read_frame(&mut half, MAX_FRAME_LEN, &mut body).await {
-            Ok(true) => {}
-            Ok(false) => break "closed by the peer".to_owned(),
+        let body = match reader.next().await {
+            Ok(Some(body)) => body,
+            Ok(None) => break "closed by the peer".to_owned(),
             Err(e) => break e.to_string(),
-        }
+        };
         match codec::decode_message(&body) {
             Ok(Some(msg)) => {
                 let bytes = LEN_PREFIX + body.len();
@@ -186,7 +189,7 @@ async fn read_loop(
 async fn write_loop(
     conn: ConnId,
     half: OwnedWriteHalf,
-    mut send: SendState,
+    mut send: Sender,
     mut frames: mpsc::Receiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
     events: mpsc::Sender<Event>,
@@ -195,11 +198,12 @@ async fn write_loop(
     let mut sealed = Vec::new();
     // Frames go out as they are, or sealed into records first (with a secret).
     let mut write = async |out: &mut BufWriter<OwnedWriteHalf>, frame: &[u8]| {
-        if !send.is_encrypted() {
+        if !send.is_sealed() {
             return out.write_all(frame).await;
         }
         sealed.clear();
-        send.seal(frame, &mut sealed)?;
+        send.seal(frame, &mut sealed)
+            .map_err(std::io::Error::other)?;
         out.write_all(&sealed).await
     };
     while let Some(frame) = frames.recv().await {

@@ -2,7 +2,7 @@
 //! outputs. See the [module docs](super).
 
 use super::conn::{ConnHandle, Event};
-use super::handshake::{self, HandshakeError, LocalHello};
+use super::handshake::{self, LocalHello};
 use super::host::Host;
 use super::keys::{static_dh, DataKeys};
 use super::snapshot::{self, Extra};
@@ -375,9 +375,8 @@ impl<H: Host> Driver<H> {
                 }
                 Err(e) => {
                     if matches!(
-                        e,
-                        HandshakeError::NoCommonVersion { .. }
-                            | HandshakeError::Noise(crate::control::noise::NoiseError::BadSecret)
+                        e.refusal(),
+                        RefusalReason::Version | RefusalReason::BadSecret
                     ) {
                         warn!(%addr, "refusing peer: {e}");
                     }

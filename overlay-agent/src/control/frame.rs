@@ -1,11 +1,15 @@
-//! Reading one length-prefixed control frame (see [`overlay_proto::codec`]) from a stream.
-//!
-//! The length is checked against the caller's cap from the 4-byte prefix alone, and the body
-//! is read incrementally: a peer announcing a large frame and sending nothing costs nothing.
+//! Reading frames from a stream: the async side only moves bytes from the socket into the
+//! connection's sans-IO [`Receiver`], which reassembles them in the one
+//! [`FrameBuffer`](overlay_proto::codec::FrameBuffer) (opening Noise records first when the
+//! connection is authenticated) and checks each frame's size cap from its prefix.
 
-use overlay_proto::codec::{self, CodecError, LEN_PREFIX};
+use bytes::Bytes;
+use overlay_proto::noise::{Receiver, TransportError};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes read from the socket at once.
+pub const READ_CHUNK: usize = 32 << 10;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -13,93 +17,107 @@ pub enum FrameError {
     /// The stream failed.
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
-    /// The prefix announces more than the cap.
+    /// The bytes are out of line: a frame over its cap, a record that does not authenticate.
     #[error(transparent)]
-    TooLarge(#[from] CodecError),
-    /// The stream ended inside a frame body.
-    #[error("connection closed inside a frame ({got} of {len} bytes)")]
+    Transport(#[from] TransportError),
+    /// The stream ended inside a frame or record.
+    #[error("connection closed inside a frame ({buffered} bytes of it received)")]
     Truncated {
-        /// Announced body length.
-        len: usize,
-        /// Bytes received.
-        got: usize,
+        /// Bytes of the unfinished frame or record received.
+        buffered: usize,
     },
-    /// An encrypted record does not authenticate (see [`super::noise`]).
-    #[error("an encrypted record does not authenticate")]
-    Unauthentic,
 }
 
-/// Largest buffer kept between frames; a larger one (after a big frame) is released.
-const KEEP_CAPACITY: usize = 1 << 20;
+/// A stream's reading side: the socket half and the sans-IO receiver it feeds.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    /// The socket (or its read half).
+    pub stream: R,
+    /// The frames' state.
+    pub receiver: Receiver,
+    chunk: Vec<u8>,
+}
 
-/// Reads the next frame's body into `buf` (cleared first). `Ok(false)` when the stream ended
-/// cleanly before a new frame.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    r: &mut R,
-    limit: usize,
-    buf: &mut Vec<u8>,
-) -> Result<bool, FrameError> {
-    if buf.capacity() > KEEP_CAPACITY {
-        *buf = Vec::new();
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Reads `stream` into `receiver`.
+    pub fn new(stream: R, receiver: Receiver) -> Self {
+        FrameReader {
+            stream,
+            receiver,
+            chunk: Vec::new(),
+        }
     }
-    buf.clear();
-    let mut prefix = [0u8; LEN_PREFIX];
-    match r.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
-        Err(e) => return Err(e.into()),
+
+    /// The next frame's body; `Ok(None)` when the stream ended cleanly between frames.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(body) = self.receiver.next_frame()? {
+                return Ok(Some(body));
+            }
+            if self.chunk.is_empty() {
+                self.chunk = vec![0; READ_CHUNK];
+            }
+            let n = self.stream.read(&mut self.chunk).await?;
+            if n == 0 {
+                if self.receiver.is_empty() {
+                    return Ok(None);
+                }
+                return Err(FrameError::Truncated {
+                    buffered: self.receiver.buffered(),
+                });
+            }
+            self.receiver.push(&self.chunk[..n])?;
+        }
     }
-    let len = codec::frame_len(prefix, limit)?;
-    let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
-    if got < len {
-        return Err(FrameError::Truncated { len, got });
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use overlay_proto::codec::CodecError;
+
+    async fn read_all(bytes: &[u8], limit: usize) -> (Vec<Vec<u8>>, Result<(), FrameError>) {
+        let mut r = FrameReader::new(bytes, Receiver::plain(limit));
+        let mut got = Vec::new();
+        loop {
+            match r.next().await {
+                Ok(Some(body)) => got.push(body.to_vec()),
+                Ok(None) => return (got, Ok(())),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    }
 
     #[tokio::test]
-    async fn frames_are_read_whole_and_in_order() {
+    async fn frames_are_read_whole_and_in_order_until_a_clean_end() {
         let bytes = [0, 0, 0, 2, b'h', b'i', 0, 0, 0, 0, 0, 0, 0, 1, b'!'];
-        let mut r = &bytes[..];
-        let mut buf = Vec::new();
-        assert!(read_frame(&mut r, 10, &mut buf).await.expect("frame"));
-        assert_eq!(buf, b"hi");
-        assert!(read_frame(&mut r, 10, &mut buf).await.expect("empty frame"));
-        assert!(buf.is_empty());
-        assert!(read_frame(&mut r, 10, &mut buf).await.expect("frame"));
-        assert_eq!(buf, b"!");
-        assert!(!read_frame(&mut r, 10, &mut buf).await.expect("clean end"));
+        let (got, end) = read_all(&bytes, 10).await;
+        assert_eq!(got, [&b"hi"[..], b"", b"!"]);
+        assert!(end.is_ok(), "{end:?}");
     }
 
     #[tokio::test]
     async fn oversized_and_truncated_frames_are_errors() {
-        let mut buf = Vec::new();
-        let mut r = &[0xff, 0xff, 0xff, 0xff][..];
-        assert!(matches!(
-            read_frame(&mut r, 4096, &mut buf).await,
-            Err(FrameError::TooLarge(_))
-        ));
+        let (got, end) = read_all(&[0, 0, 0, 1, 7, 0xff, 0xff, 0xff, 0xff], 4096).await;
+        assert_eq!(got, [[7]]);
         assert!(
-            buf.capacity() < 4096,
-            "nothing allocated for the claimed length"
+            matches!(
+                end,
+                Err(FrameError::Transport(TransportError::Frame(
+                    CodecError::FrameTooLarge(0xffff_ffff, 4096)
+                )))
+            ),
+            "{end:?}"
         );
-        let mut r = &[0, 0, 0, 9, 1, 2][..];
-        assert!(matches!(
-            read_frame(&mut r, 4096, &mut buf).await,
-            Err(FrameError::Truncated { len: 9, got: 2 })
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_claimed_length_is_not_preallocated() {
-        // 16 MiB announced, 3 bytes sent: the buffer stays small.
-        let mut r = &[1, 0, 0, 0, 1, 2, 3][..];
-        let mut buf = Vec::new();
-        assert!(read_frame(&mut r, 16 << 20, &mut buf).await.is_err());
-        assert!(buf.capacity() < 1 << 16, "capacity {}", buf.capacity());
+        let (_, end) = read_all(&[0, 0, 0, 9, 1, 2], 4096).await;
+        assert!(
+            matches!(end, Err(FrameError::Truncated { buffered: 6 })),
+            "{end:?}"
+        );
+        let (_, end) = read_all(&[0, 0], 4096).await;
+        assert!(
+            matches!(end, Err(FrameError::Truncated { buffered: 2 })),
+            "{end:?}"
+        );
     }
 }

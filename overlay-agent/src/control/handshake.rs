@@ -8,11 +8,12 @@
 //! [`HANDSHAKE_TIMEOUT`]: a silent or garbage-sending client costs at most that long and a
 //! few kilobytes.
 
-use super::frame::FrameError;
-use super::noise::{self, NoiseError, RecvState, SendState};
+use super::frame::{FrameError, FrameReader};
+use super::noise::{self, NoiseError};
 use crate::auth::{Auth, RefusalReason};
-use overlay_proto::codec::{self, CodecError, MAX_HELLO_LEN};
+use overlay_proto::codec::{self, CodecError, MAX_FRAME_LEN, MAX_HELLO_LEN};
 use overlay_proto::message::{negotiate, Hello};
+use overlay_proto::noise::{Receiver, Sender, TransportError};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub enum HandshakeError {
     /// Sending our hello failed.
     #[error("sending hello failed: {0}")]
     Send(io::Error),
+    /// Sealing our hello failed.
+    #[error("sealing hello failed: {0}")]
+    Seal(TransportError),
     /// Reading the remote hello failed.
     #[error("reading hello failed: {0}")]
     Read(#[from] FrameError),
@@ -65,7 +69,7 @@ impl HandshakeError {
     /// How an inbound handshake that failed so is counted.
     pub fn refusal(&self) -> RefusalReason {
         match self {
-            HandshakeError::Noise(NoiseError::BadSecret) => RefusalReason::BadSecret,
+            HandshakeError::Noise(e) if e.is_bad_secret() => RefusalReason::BadSecret,
             HandshakeError::Timeout | HandshakeError::ConnectTimeout => RefusalReason::Timeout,
             HandshakeError::NoCommonVersion { .. } => RefusalReason::Version,
             _ => RefusalReason::Malformed,
@@ -76,12 +80,11 @@ impl HandshakeError {
 /// A connection after its handshake: the stream and how frames cross it.
 #[derive(Debug)]
 pub struct Channel {
-    /// The TCP stream.
-    pub stream: TcpStream,
+    /// The TCP stream, and their direction: what was read past the hello stays buffered in
+    /// its receiver.
+    pub reader: FrameReader<TcpStream>,
     /// Our direction.
-    pub send: SendState,
-    /// Theirs.
-    pub recv: RecvState,
+    pub send: Sender,
     /// The peer's static public key, when authenticated.
     pub remote_identity: Option<[u8; 32]>,
 }
@@ -90,9 +93,8 @@ impl Channel {
     /// An unauthenticated channel (no secret): frames cross as they are.
     pub fn plain(stream: TcpStream) -> Channel {
         Channel {
-            stream,
-            send: SendState::plain(),
-            recv: RecvState::plain(),
+            reader: FrameReader::new(stream, Receiver::plain(MAX_HELLO_LEN)),
+            send: Sender::plain(),
             remote_identity: None,
         }
     }
@@ -123,19 +125,15 @@ async fn hellos(ch: &mut Channel, ours: &LocalHello) -> Result<(Hello, u16), Han
     let mut wire = Vec::new();
     ch.send
         .seal(&ours.frame, &mut wire)
-        .map_err(HandshakeError::Send)?;
-    ch.stream
+        .map_err(HandshakeError::Seal)?;
+    ch.reader
+        .stream
         .write_all(&wire)
         .await
         .map_err(HandshakeError::Send)?;
-    let mut body = Vec::new();
-    if !ch
-        .recv
-        .read_frame(&mut ch.stream, MAX_HELLO_LEN, &mut body)
-        .await?
-    {
-        return Err(HandshakeError::Closed);
-    }
+    let body = ch.reader.next().await?.ok_or(HandshakeError::Closed)?;
+    // Messages follow the hello, under the larger cap.
+    ch.reader.receiver.set_limit(MAX_FRAME_LEN);
     let hello = codec::decode_hello(&body)?;
     let theirs = (hello.proto_min, hello.proto_max);
     let version = negotiate(ours.range, theirs).ok_or(HandshakeError::NoCommonVersion {
@@ -157,13 +155,14 @@ pub async fn exchange(
         let mut ch = Channel::plain(stream);
         if let Some(auth) = auth {
             let secrets = auth.secrets();
+            let stream = &mut ch.reader.stream;
             let session = if initiator {
-                noise::initiate(&mut ch.stream, &auth.identity, &secrets.current).await?
+                noise::initiate(stream, &auth.identity, &secrets.current).await?
             } else {
-                noise::respond(&mut ch.stream, &auth.identity, &secrets).await?
+                noise::respond(stream, &auth.identity, &secrets).await?
             };
-            ch.send = session.send;
-            ch.recv = session.recv;
+            ch.send = session.sender;
+            ch.reader.receiver = session.receiver;
             ch.remote_identity = Some(session.remote_static);
         }
         let (hello, version) = hellos(&mut ch, ours).await?;

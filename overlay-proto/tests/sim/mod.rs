@@ -1,13 +1,19 @@
 //! A deterministic in-process network of [`Node`]s: no sockets, simulated time, seeded loss.
 //!
-//! Connections are simulated as ordered, lossy message pipes with random latency; dials
-//! succeed or fail at random; every message passes through the real codec (encoded to bytes
-//! and decoded again) so the simulation also exercises the wire format.
+//! Connections are simulated as ordered byte streams with random latency; dials succeed or
+//! fail at random; a message is lost at random before it is sent (never in the middle of
+//! a stream). Every byte passes through the real wire code ([`wire`]): hellos and messages
+//! are encoded and read back by the one frame reader, and with a cluster secret
+//! ([`Sim::secret`], [`Sim::set_secrets`]) each connection first runs the real sans-IO Noise
+//! handshake and carries its frames in sealed records. A handshake that does not complete
+//! within [`HANDSHAKE_TIMEOUT`] fails, as in the agent.
 
 #![allow(dead_code)]
 
-use overlay_proto::codec;
-use overlay_proto::message::Message;
+mod wire;
+
+pub use wire::SimAuth;
+
 use overlay_proto::node::{ConnId, Direction, Node, NodeConfig, Output, Timing};
 use overlay_proto::topology::Claim;
 use overlay_proto::PeerName;
@@ -15,6 +21,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use wire::{Out, Wire};
+
+/// Longest wait for a connection's handshake and hellos (the agent's `HANDSHAKE_TIMEOUT`).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SplitMix64, for the simulation's own randomness.
 pub struct Rng(u64);
@@ -64,12 +74,10 @@ enum Event {
     Timer {
         node: usize,
     },
-    ConnUp {
+    /// The handshake of this end must be over by now.
+    HandshakeDeadline {
         node: usize,
         conn: ConnId,
-        direction: Direction,
-        dialed: Option<SocketAddr>,
-        remote: usize,
     },
     DialFailed {
         node: usize,
@@ -83,7 +91,20 @@ enum Event {
     Closed {
         node: usize,
         conn: ConnId,
+        /// Whether the node knew the connection (its hello had arrived).
+        up: bool,
+        /// The address dialed, when outbound.
+        dialed: Option<SocketAddr>,
     },
+}
+
+/// One end of a connection.
+struct Link {
+    /// The other end.
+    peer: (usize, ConnId),
+    wire: Wire,
+    direction: Direction,
+    dialed: Option<SocketAddr>,
 }
 
 pub struct SimNode {
@@ -93,6 +114,12 @@ pub struct SimNode {
     /// Last claim the node reported (what the agent would persist).
     pub persisted: Option<Claim>,
     pub seeds: Vec<SocketAddr>,
+    /// Identity and secrets, when the node authenticates its connections.
+    pub auth: Option<SimAuth>,
+    /// Inbound handshakes refused because the peer holds no accepted secret.
+    pub refused_bad_secret: u64,
+    /// Inbound connections refused for another reason (malformed bytes).
+    pub refused_other: u64,
     timer_at: Option<Instant>,
 }
 
@@ -109,8 +136,10 @@ pub struct Sim {
     seq: u64,
     events: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     payloads: BTreeMap<u64, Event>,
-    /// (node, conn) → (peer node, peer conn); present while both ends may talk.
-    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    /// The cluster secret of the nodes added from now on (`None`: plain connections).
+    pub secret: Option<String>,
+    /// (node, conn) → that end; present while both ends may talk.
+    links: BTreeMap<(usize, ConnId), Link>,
     /// Last delivery time per directed link, to keep each connection's messages in order.
     last_delivery: BTreeMap<(usize, ConnId), Instant>,
     /// Pairs of nodes that cannot reach each other.
@@ -142,6 +171,7 @@ impl Sim {
             seq: 0,
             events: BinaryHeap::new(),
             payloads: BTreeMap::new(),
+            secret: None,
             links: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
             cut: BTreeSet::new(),
@@ -165,9 +195,21 @@ impl Sim {
             name: name(i),
             persisted: None,
             seeds: seeds.iter().map(|&s| addr(s)).collect(),
+            auth: self.secret.as_deref().map(|s| SimAuth::new(&[s])),
+            refused_bad_secret: 0,
+            refused_other: 0,
             timer_at: None,
         });
         i
+    }
+
+    /// Gives node `i` these secrets (current first, then the next one of a rotation), as a
+    /// reloaded secret file: new handshakes use them, established connections stay.
+    pub fn set_secrets(&mut self, i: usize, secrets: &[&str]) {
+        let keys = self.nodes[i].auth.take().map(|a| a.keys);
+        let mut auth = SimAuth::new(secrets);
+        auth.keys = keys.unwrap_or(auth.keys);
+        self.nodes[i].auth = Some(auth);
     }
 
     /// Starts (or restarts) node `i` with a fresh instance and its persisted claim.
@@ -191,31 +233,52 @@ impl Sim {
     /// Kills node `i`: its connections close at the peers (as when a process dies).
     pub fn kill(&mut self, i: usize) {
         self.stop(i);
-        let ends: Vec<((usize, ConnId), (usize, ConnId))> = self
+        let ends: Vec<ConnId> = self
             .links
-            .iter()
-            .filter(|((n, _), _)| *n == i)
-            .map(|(a, b)| (*a, *b))
+            .keys()
+            .filter(|(n, _)| *n == i)
+            .map(|&(_, c)| c)
             .collect();
-        for (mine, theirs) in ends {
-            self.links.remove(&mine);
-            if self.links.remove(&theirs).is_some() {
-                let at = self.now + self.latency();
-                self.schedule(
-                    at,
-                    Event::Closed {
-                        node: theirs.0,
-                        conn: theirs.1,
-                    },
-                );
+        for conn in ends {
+            self.sever(i, conn, false);
+        }
+    }
+
+    /// Closes the connection of end `(i, conn)`: that end now (its node told when `tell`),
+    /// the other end when the close reaches it.
+    fn sever(&mut self, i: usize, conn: ConnId, tell: bool) {
+        let Some(link) = self.links.remove(&(i, conn)) else {
+            return;
+        };
+        if tell {
+            let now = self.now;
+            if let Some(n) = self.nodes[i].node.as_mut() {
+                if link.wire.is_up() {
+                    n.handle_connection_closed(conn, now);
+                } else if let Some(addr) = link.dialed {
+                    n.handle_dial_failed(addr, "closed during handshake".into(), now);
+                }
             }
+        }
+        let (j, cj) = link.peer;
+        if let Some(theirs) = self.links.remove(&(j, cj)) {
+            let at = self.now + self.latency();
+            self.schedule(
+                at,
+                Event::Closed {
+                    node: j,
+                    conn: cj,
+                    up: theirs.wire.is_up(),
+                    dialed: theirs.dialed,
+                },
+            );
         }
     }
 
     /// Stops node `i` silently (a power cut): peers notice only by its silence.
     pub fn kill_silently(&mut self, i: usize) {
         self.stop(i);
-        self.links.retain(|(n, _), (m, _)| *n != i && *m != i);
+        self.links.retain(|(n, _), l| *n != i && l.peer.0 != i);
     }
 
     fn stop(&mut self, i: usize) {
@@ -245,7 +308,7 @@ impl Sim {
         self.seq += 1;
         let node = match &event {
             Event::Timer { node }
-            | Event::ConnUp { node, .. }
+            | Event::HandshakeDeadline { node, .. }
             | Event::DialFailed { node, .. }
             | Event::Deliver { node, .. }
             | Event::Closed { node, .. } => *node,
@@ -280,34 +343,7 @@ impl Sim {
                 let ok = peer.is_some_and(|j| self.nodes[j].node.is_some() && !self.is_cut(i, j))
                     && !self.rng.chance(self.conditions.dial_failure);
                 match (ok, peer) {
-                    (true, Some(j)) => {
-                        let (ci, cj) = (self.next_conn, self.next_conn + 1);
-                        self.next_conn += 2;
-                        self.links.insert((i, ci), (j, cj));
-                        self.links.insert((j, cj), (i, ci));
-                        let at = self.now + lat;
-                        self.schedule(
-                            at,
-                            Event::ConnUp {
-                                node: j,
-                                conn: cj,
-                                direction: Direction::Inbound,
-                                dialed: None,
-                                remote: i,
-                            },
-                        );
-                        let at2 = at + self.latency();
-                        self.schedule(
-                            at2,
-                            Event::ConnUp {
-                                node: i,
-                                conn: ci,
-                                direction: Direction::Outbound,
-                                dialed: Some(target),
-                                remote: j,
-                            },
-                        );
-                    }
+                    (true, Some(j)) => self.connect(i, target, j),
                     _ => {
                         let at = self.now + lat * 3;
                         self.schedule(
@@ -321,41 +357,20 @@ impl Sim {
                 }
             }
             Output::Send(conn, msg) => {
-                let Some(&(j, cj)) = self.links.get(&(i, conn)) else {
+                let Some(link) = self.links.get_mut(&(i, conn)) else {
                     return;
                 };
-                if self.is_cut(i, j) || self.rng.chance(self.conditions.loss) {
+                let j = link.peer.0;
+                if self.cut.contains(&(i.min(j), i.max(j))) || self.rng.chance(self.conditions.loss)
+                {
                     return;
                 }
-                let mut bytes = Vec::new();
-                codec::encode_message(&msg, &mut bytes).expect("message fits in a frame");
+                let bytes = link.wire.seal(&msg);
                 self.messages += 1;
                 self.bytes += bytes.len() as u64;
-                let lat = self.latency();
-                let last = self
-                    .last_delivery
-                    .get(&(j, cj))
-                    .copied()
-                    .unwrap_or(self.now);
-                let at = (self.now + lat).max(last);
-                self.last_delivery.insert((j, cj), at);
-                self.schedule(
-                    at,
-                    Event::Deliver {
-                        node: j,
-                        conn: cj,
-                        bytes,
-                    },
-                );
+                self.transmit(i, conn, bytes);
             }
-            Output::Close(conn, _) => {
-                if let Some((j, cj)) = self.links.remove(&(i, conn)) {
-                    if self.links.remove(&(j, cj)).is_some() {
-                        let at = self.now + self.latency();
-                        self.schedule(at, Event::Closed { node: j, conn: cj });
-                    }
-                }
-            }
+            Output::Close(conn, _) => self.sever(i, conn, false),
             Output::ClaimChanged(claim) => {
                 if claim.is_some() {
                     self.nodes[i].persisted = claim;
@@ -415,38 +430,11 @@ impl Sim {
                 n.handle_timeout(now);
                 node
             }
-            Event::ConnUp {
-                node,
-                conn,
-                direction,
-                dialed,
-                remote,
-            } => {
-                if !self.links.contains_key(&(node, conn)) {
-                    // The other side refused or closed before this side finished.
-                    if let (Some(addr), Some(n)) = (dialed, self.nodes[node].node.as_mut()) {
-                        n.handle_dial_failed(addr, "closed during handshake".into(), now);
-                    }
-                    self.after(node);
+            Event::HandshakeDeadline { node, conn } => {
+                if self.links.get(&(node, conn)).is_none_or(|l| l.wire.is_up()) {
                     return;
                 }
-                let Some(hello) = self.nodes[remote].node.as_ref().map(|n| n.hello()) else {
-                    return;
-                };
-                let remote_addr = self.nodes[remote].addr;
-                let Some(n) = self.nodes[node].node.as_mut() else {
-                    return;
-                };
-                if n.handle_connection_up(conn, direction, dialed, remote_addr, &hello, now)
-                    .is_err()
-                {
-                    if let Some((j, cj)) = self.links.remove(&(node, conn)) {
-                        if self.links.remove(&(j, cj)).is_some() {
-                            let at = now + self.latency();
-                            self.schedule(at, Event::Closed { node: j, conn: cj });
-                        }
-                    }
-                }
+                self.sever(node, conn, true);
                 node
             }
             Event::DialFailed { node, addr } => {
@@ -457,28 +445,130 @@ impl Sim {
                 node
             }
             Event::Deliver { node, conn, bytes } => {
-                if !self.links.contains_key(&(node, conn)) {
+                if self.nodes[node].node.is_none() {
                     return;
                 }
-                let Some(n) = self.nodes[node].node.as_mut() else {
+                let Some(link) = self.links.get_mut(&(node, conn)) else {
                     return;
                 };
-                let body = &bytes[codec::LEN_PREFIX..];
-                let msg: Message = codec::decode_message(body)
-                    .expect("own encoding decodes")
-                    .expect("known message type");
-                n.handle_message(conn, msg, now);
+                match link.wire.receive(&bytes) {
+                    Ok(outs) => self.take(node, conn, outs),
+                    Err(refusal) => {
+                        if link.direction == Direction::Inbound && !link.wire.is_up() {
+                            let n = &mut self.nodes[node];
+                            if refusal.bad_secret {
+                                n.refused_bad_secret += 1;
+                            } else {
+                                n.refused_other += 1;
+                            }
+                        }
+                        self.sever(node, conn, true);
+                    }
+                }
                 node
             }
-            Event::Closed { node, conn } => {
+            Event::Closed {
+                node,
+                conn,
+                up,
+                dialed,
+            } => {
                 let Some(n) = self.nodes[node].node.as_mut() else {
                     return;
                 };
-                n.handle_connection_closed(conn, now);
+                if up {
+                    n.handle_connection_closed(conn, now);
+                } else if let Some(addr) = dialed {
+                    n.handle_dial_failed(addr, "closed during handshake".into(), now);
+                }
                 node
             }
         };
         self.after(i);
+    }
+
+    /// A dial of `target` by node `i` reached node `j`: both ends start their handshakes.
+    fn connect(&mut self, i: usize, target: SocketAddr, j: usize) {
+        let (ci, cj) = (self.next_conn, self.next_conn + 1);
+        self.next_conn += 2;
+        for (node, conn, peer, direction, dialed) in [
+            (i, ci, (j, cj), Direction::Outbound, Some(target)),
+            (j, cj, (i, ci), Direction::Inbound, None),
+        ] {
+            let Some(hello) = self.nodes[node].node.as_ref().map(Node::hello) else {
+                return;
+            };
+            let auth = self.nodes[node].auth.as_ref();
+            let (wire, outs) = Wire::new(auth, direction == Direction::Outbound, &hello);
+            let link = Link {
+                peer,
+                wire,
+                direction,
+                dialed,
+            };
+            self.links.insert((node, conn), link);
+            self.take(node, conn, outs);
+            let at = self.now + HANDSHAKE_TIMEOUT;
+            self.schedule(at, Event::HandshakeDeadline { node, conn });
+        }
+    }
+
+    /// Carries out what the end `(i, conn)` asks.
+    fn take(&mut self, i: usize, conn: ConnId, outs: Vec<Out>) {
+        let now = self.now;
+        for out in outs {
+            match out {
+                Out::Transmit(bytes) => self.transmit(i, conn, bytes),
+                Out::Hello(hello) => {
+                    let Some(link) = self.links.get(&(i, conn)) else {
+                        return;
+                    };
+                    let (direction, dialed) = (link.direction, link.dialed);
+                    let remote = self.nodes[link.peer.0].addr;
+                    let Some(n) = self.nodes[i].node.as_mut() else {
+                        return;
+                    };
+                    if n.handle_connection_up(conn, direction, dialed, remote, &hello, now)
+                        .is_err()
+                    {
+                        self.sever(i, conn, false);
+                        return;
+                    }
+                }
+                Out::Message(msg) => {
+                    if let Some(n) = self.nodes[i].node.as_mut() {
+                        n.handle_message(conn, msg, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends bytes from end `(i, conn)` to the other end, in order after what it sent before;
+    /// nothing crosses a cut link.
+    fn transmit(&mut self, i: usize, conn: ConnId, bytes: Vec<u8>) {
+        let Some(&Link { peer: (j, cj), .. }) = self.links.get(&(i, conn)) else {
+            return;
+        };
+        if self.is_cut(i, j) {
+            return;
+        }
+        let lat = self.latency();
+        let last = self
+            .last_delivery
+            .get(&(j, cj))
+            .copied()
+            .unwrap_or(self.now);
+        let at = (self.now + lat).max(last);
+        self.last_delivery.insert((j, cj), at);
+        self.schedule(
+            at,
+            Event::Deliver {
+                node: j,
+                conn: cj,
+                bytes,
+            },
+        );
     }
 
     /// Indices of running nodes.
