@@ -1,9 +1,12 @@
 //! Helpers shared by the fuzz targets and the seed generator (`examples/gen_corpus.rs`):
 //! an independent reading of inner IP packets (deliberately not the crate's own parser, so
 //! the targets check the fast path against a second implementation), a fix-up that makes
-//! fuzzed packets well-formed, and builders for seed packets.
+//! fuzzed packets well-formed, and builders for seed packets; and the property of the
+//! `decap` target ([`decap::property`]).
 
 use overlay_proto::checksum;
+
+pub mod decap;
 
 /// IP protocol numbers.
 pub const TCP: u8 = 6;
