@@ -34,8 +34,8 @@ pub fn decap<U: Unseal>(
 pub trait Unseal {
     /// Whether data datagrams must be sealed (`--encrypt`).
     fn required(&self) -> bool;
-    /// Opens the sealed datagram `d` from `src` in place: the plain datagram's length, or why
-    /// it is dropped.
+    /// Opens the sealed datagram `d` from `src` in place: the plain datagram's length (at most
+    /// `d.len()`; a longer one is taken as `Malformed`), or why it is dropped.
     fn open(&mut self, src: PeerId, d: &mut [u8]) -> Result<usize, DropReason>;
 }
 
@@ -58,12 +58,12 @@ impl Unseal for Plain {
 ///
 /// In order: the header must parse (`Malformed`, `BadVersion`, `BadKind`). A trace datagram
 /// (any kind but Ip) of at most [`MAX_TRACE_DATAGRAM`] bytes goes to the trace task, which
-/// relays or answers it (longer ones are `Malformed`). For another peer:
-/// the hop limit must allow one more hop (`HopLimit`) and the destination must be reachable
-/// (`NoRoute`), as [`relay`] decides. For this node: the payload must be a well-formed IPv4 packet (`Malformed`;
-/// IPv6 is `Unsupported`), its source inside the originating peer's block (`Spoofed`), its
-/// destination inside ours (`NotLocal`), and if it is flagged checksum-partial it must be an
-/// unfragmented TCP or UDP packet (`Malformed`).
+/// relays or answers it (longer ones are `Malformed`). For another peer: the hop limit must
+/// allow one more hop (`HopLimit`) and the destination must be reachable (`NoRoute`), as
+/// [`relay`] decides. For this node: the payload must be a well-formed IPv4 packet
+/// (`Malformed`; IPv6 is `Unsupported`), its source inside the originating peer's block
+/// (`Spoofed`), its destination inside ours (`NotLocal`), and if it is flagged
+/// checksum-partial it must be an unfragmented TCP or UDP packet (`Malformed`).
 ///
 /// Sealing (`unseal`): a relay forwards sealed datagrams as they are (it only decrements the
 /// hop limit, which the tag does not cover). For this node, before anything else, a sealed
@@ -93,7 +93,10 @@ pub fn decap_datagram<U: Unseal>(
     }
     let datagram = if header.is_sealed() {
         match unseal.open(header.src, datagram) {
-            Ok(n) => &datagram[..n],
+            Ok(n) => match datagram.get(..n) {
+                Some(plain) => plain,
+                None => return RxVerdict::Drop(DropReason::Malformed),
+            },
             Err(reason) => return RxVerdict::Drop(reason),
         }
     } else if unseal.required() {
