@@ -1,9 +1,11 @@
 //! Writes the seed corpora to `fuzz/corpus/<target>/`: small, real encodings made with the
 //! crates' own encoders. Run from `fuzz/`: `cargo +nightly run --example gen_corpus`.
 
-use overlay_fuzz::{packet, TCP, UDP};
+use overlay_fuzz::{decap, packet, DST4, TCP, UDP};
 use overlay_proto::codec::{encode_hello, encode_message, LEN_PREFIX};
-use overlay_proto::header::{Header, Kind, HEADER_LEN};
+use overlay_proto::dataplane::fixtures::{datagram, A, B};
+use overlay_proto::dataplane::trace::{probe_datagram, report_datagram, MAX_TRACE_DATAGRAM};
+use overlay_proto::header::{Header, Kind, FLAG_CSUM_PARTIAL, FLAG_SEALED, HEADER_LEN};
 use overlay_proto::message::{
     Digest, DigestEntry, Gossip, Heartbeat, Hello, HelloBody, Message, PROTOCOL_MAX, PROTOCOL_MIN,
 };
@@ -314,6 +316,69 @@ fn main() {
         rec(&mut s, 4, &[0x45, 0]);
         write("coalesce", seed, &s);
     }
+
+    // decap: mode byte (receiving node, topology, sealing; see overlay_fuzz::decap), datagram
+    let seed = |mode: u8, d: &[u8]| {
+        let mut s = vec![mode];
+        s.extend_from_slice(d);
+        s
+    };
+    let (b_connected, c_relaying, sealed) = (1, 2 | 4, 8);
+    let a_to_b = Header::ip(A.id(), B.id());
+    let udp = packet(false, UDP, 0, false, &payload[..100], false);
+    write(
+        "decap",
+        "deliver",
+        &seed(b_connected, &datagram(a_to_b, &udp)),
+    );
+    let tcp = packet(false, TCP, 1, true, &payload[..1000], true);
+    let partial = Header {
+        flags: FLAG_CSUM_PARTIAL,
+        ..a_to_b
+    };
+    write(
+        "decap",
+        "deliver-partial",
+        &seed(b_connected, &datagram(partial, &tcp)),
+    );
+    write("decap", "relay", &seed(c_relaying, &datagram(a_to_b, &udp)));
+    let last_hop = Header {
+        hop_limit: 1,
+        ..a_to_b
+    };
+    write(
+        "decap",
+        "relay-hop-limit",
+        &seed(c_relaying, &datagram(last_hop, &udp)),
+    );
+    let mut s = seed(
+        b_connected | sealed,
+        &datagram(
+            Header {
+                flags: FLAG_SEALED,
+                ..a_to_b
+            },
+            &udp,
+        ),
+    );
+    s.extend_from_slice(&[0xee; decap::TAG]);
+    write("decap", "sealed", &s);
+    let probe = Probe {
+        nonce: 42,
+        target: Ipv4Addr::from(DST4),
+        first_hop_limit: 16,
+    };
+    let d = probe_datagram(A.id(), B.id(), &probe);
+    write("decap", "probe-relay", &seed(c_relaying, &d));
+    write("decap", "probe-final", &seed(b_connected, &d));
+    let mut d = [0u8; MAX_TRACE_DATAGRAM];
+    let report = Report {
+        nonce: 42,
+        hop: 1,
+        action: Action::Drop(Cause::NoKernelRoute),
+    };
+    let n = report_datagram(B.id(), A.id(), &report, &mut d).expect("encodes");
+    write("decap", "report-forward", &seed(c_relaying, &d[..n]));
 
     // cni
     let prev = r#"{"cniVersion":"1.1.0","interfaces":[{"name":"vethabc","mac":"02:00:00:00:00:01"},{"name":"eth0","mac":"02:00:00:00:00:02","mtu":1410,"sandbox":"/var/run/netns/p","socketPath":"/x"}],"ips":[{"address":"10.32.1.2/24","gateway":"10.32.1.1","interface":1},{"address":"fd00::2/64","interface":1,"extra":true}],"routes":[{"dst":"0.0.0.0/0","gw":"10.32.1.1","mtu":1400},{"dst":"::/0"}],"dns":{"nameservers":["10.96.0.10"],"domain":"cluster.local","search":["svc"],"options":["ndots:5"]},"custom":{"a":[1,2.5,null]}}"#;

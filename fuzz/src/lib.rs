@@ -1,12 +1,15 @@
 //! Helpers shared by the fuzz targets and the seed generator (`examples/gen_corpus.rs`):
 //! an independent reading of inner IP packets (deliberately not the crate's own parser, so
 //! the targets check the fast path against a second implementation), a fix-up that makes
-//! fuzzed packets well-formed, and builders for seed packets; and [`control`], the
-//! properties of the control connection's byte stream (targets `frames` and `noise`).
+//! fuzzed packets well-formed, and builders for seed packets; [`control`], the properties of
+//! the control connection's byte stream (targets `frames` and `noise`); and [`decap`], the
+//! property of the `decap` target.
 
 pub mod control;
 
 use overlay_proto::checksum;
+
+pub mod decap;
 
 /// IP protocol numbers.
 pub const TCP: u8 = 6;

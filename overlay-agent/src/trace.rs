@@ -8,7 +8,8 @@
 //!
 //! Every agent the probe reaches hands it from the rx half to its trace task (a cold
 //! branch on the header kind, through a bounded queue; see `datapath::trace_port`). The
-//! task applies the data path's rules ([`step`]): a relay decrements the hop limit, looks up
+//! task applies the data path's rules ([`overlay_proto::dataplane::trace`]): a relay
+//! decrements the hop limit, looks up
 //! the same next hop and sends the probe on; the owner of the destination block looks the
 //! address up in its kernel (the pod's veth, or the TUN for the node address) and checks the
 //! device is up; a hop that cannot go on says why (no owner, unreachable, hop limit, not in
@@ -29,13 +30,11 @@
 //! # Layout
 //! - [`model`]: the request and answer JSON.
 //! - [`render`]: the traceroute-style text.
-//! - [`step`]: the decisions of a receiving agent, and the datagrams.
 //! - [`cli`]: the `trace` subcommand.
 
 pub mod cli;
 pub mod model;
 pub mod render;
-mod step;
 
 pub use cli::TraceArgs;
 pub use model::{HopAction, Outcome, TraceHop, TraceRequest, TraceResult};
@@ -46,6 +45,7 @@ use crate::netlink::{self, KernelRoute};
 use crate::status::Status;
 use ipnet::Ipv4Net;
 use model::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
+use overlay_proto::dataplane::trace::{self as step, ProbeStep, ReportStep, MAX_TRACE_DATAGRAM};
 use overlay_proto::forwarding::Lookup;
 use overlay_proto::header::{Header, Kind, DEFAULT_HOP_LIMIT};
 use overlay_proto::ipam::node_address;
@@ -55,7 +55,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use step::{ProbeStep, ReportStep};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -153,8 +152,9 @@ impl Tracer {
                     hop: probe.hop,
                     action,
                 };
-                if let Some(d) = step::report_datagram(table.me(), probe.origin, &report) {
-                    if let Err(e) = self.inner.sender.send(&d, probe.report_to) {
+                let mut d = [0u8; MAX_TRACE_DATAGRAM];
+                if let Some(n) = step::report_datagram(table.me(), probe.origin, &report, &mut d) {
+                    if let Err(e) = self.inner.sender.send(&d[..n], probe.report_to) {
                         tracing::debug!(error = %e, to = %probe.report_to, "sending a trace report");
                     }
                 }

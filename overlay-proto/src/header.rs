@@ -26,8 +26,9 @@
 //! every kind and is never ignored: the payload is sealed ([`crate::seal`]: key id, counter,
 //! ciphertext, tag) and this header, less its hop limit, is the AEAD's associated data. A
 //! relay forwards a sealed datagram like any other (only the hop limit changes); the
-//! destination opens it, and drops it if it has no key for the sender. (With `--encrypt`,
-//! once wired in, an agent is to drop unsealed [`Kind::Ip`] datagrams.)
+//! destination opens it, and drops it if it has no key for the sender. With `--encrypt`, an
+//! agent drops unsealed [`Kind::Ip`] datagrams addressed to it
+//! ([`crate::dataplane::decap::decap_datagram`]).
 //!
 //! After [`Header::parse`] succeeds, the payload is `buf[HEADER_LEN..]`; parse never panics.
 

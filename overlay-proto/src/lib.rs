@@ -13,11 +13,14 @@
 //! - [`routing`]: shortest paths over established connections.
 //! - [`ipam`]: block claims among nodes, pod addresses within a block.
 //! - [`forwarding`]: the per-packet lookup table handed to the data path.
+//! - [`dataplane`]: every per-packet decision of the data path as a pure function over the
+//!   caller's buffers returning a verdict: encap, decap, the relay rule, the inner-IPv4
+//!   checks, the trace steps, and [`dataplane::DropReason`].
 //! - [`vnet`], [`segment`], [`coalesce`]: the fast path's TUN offload header, splitting of
 //!   super-packets into datagrams for UDP GSO, and coalescing of received segments;
 //!   [`checksum`]: the internet checksum they fix up.
 //! - [`seal`]: the encrypted data path's core: sealed datagram format, key schedule, AEAD
-//!   per datagram, replay window, rekeying (not wired into the agent yet).
+//!   per datagram, replay window, rekeying (the agent's `--encrypt`).
 //! - [`trace`]: payloads of the trace probes and reports (`overlay-agent trace`).
 //! - [`node`]: the control-plane state machine of one agent.
 //! - [`noise`]: with a cluster secret, the Noise handshake that opens a control connection
@@ -30,6 +33,7 @@ pub mod api;
 pub mod checksum;
 pub mod coalesce;
 pub mod codec;
+pub mod dataplane;
 pub mod forwarding;
 pub mod header;
 pub mod ipam;

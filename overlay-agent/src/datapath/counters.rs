@@ -7,6 +7,7 @@
 //! a packet counted in one field and not yet in another; every value only grows.
 
 use super::peers::PeerTable;
+use overlay_proto::dataplane::DropReason;
 use overlay_proto::peer::PeerId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,32 +199,8 @@ impl DropCounters {
     }
 }
 
-/// Why a packet or datagram was dropped; indexes the drop counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DropReason {
-    NotPeer,
-    Malformed,
-    BadVersion,
-    BadKind,
-    HopLimit,
-    Spoofed,
-    NoRoute,
-    Unsupported,
-    NotLocal,
-    IoError,
-    TooBig,
-    NoKey,
-    Unsealed,
-    SealedUnexpected,
-    SealTruncated,
-    BadSuite,
-    UnknownEpoch,
-    Replay,
-    TooOld,
-    BadTag,
-}
-
-const DROP_REASONS: usize = 20;
+/// Number of drop counters: one per [`DropReason`], which indexes them.
+const DROP_REASONS: usize = DropReason::COUNT;
 
 /// Which side of [`PeerCounters`] a thread's per-peer table fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,8 @@
 //! suite it sees for a peer (the suite is the first nonce byte), so peers with and without
 //! AES instructions interoperate.
 
-use super::counters::DropReason;
 use arc_swap::ArcSwap;
+use overlay_proto::dataplane::DropReason;
 use overlay_proto::header::HEADER_LEN;
 use overlay_proto::peer::PeerId;
 use overlay_proto::seal::{OpenError, Opener, RekeyPolicy, SealError, Sealer, Suite};

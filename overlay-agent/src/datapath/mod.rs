@@ -9,7 +9,7 @@
 //!
 //! # The fast path
 //! A userspace tunnel is only fast if 64 KiB super-packets stay whole as far as possible
-//! (see `design/datapath.md`): the number of kernel crossings per byte is what counts. So:
+//! (see `docs/measurements.md`): the number of kernel crossings per byte is what counts. So:
 //! - **TUN offloads**: the TUN is opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD` (checksum,
 //!   TSO4/6, ECN, and USO4/6 where the kernel has them). A read returns up to 64 KiB of one
 //!   TCP (or UDP) flow with a virtio-net header; its checksum is left *partial*.
@@ -52,12 +52,16 @@
 //! (the kernel may refuse USO, GRO or GSO) is [`Datapath::offloads`].
 //!
 //! # Layout
+//! Every per-packet decision (encap, decap, the relay rule, the inner-IPv4 checks, why a
+//! packet is dropped) is a pure function of [`overlay_proto::dataplane`]; this module is the
+//! I/O shell around them: syscalls, threads, buffers and counters.
 //! - `tun`: the TUN device and its ioctls.
 //! - `udp`: the UDP socket, its options, GSO sends and GRO receives.
 //! - `wake`: waiting for readiness or shutdown.
-//! - `packet`: checks of the inner IPv4 packet and its partial checksum.
-//! - `tx`: TUN → UDP (`encap` and the tx half of the thread).
-//! - `rx`: UDP → TUN or relay (`decap` and the rx half).
+//! - `tx`: TUN → UDP, the tx half of the thread (the I/O around
+//!   [`overlay_proto::dataplane::encap`]).
+//! - `rx`: UDP → TUN or relay, the rx half (the I/O around
+//!   [`overlay_proto::dataplane::decap`]).
 //! - `worker`: the packet thread alternating between the two halves.
 //! - `counters`, `peers`: per-direction counters, per-peer tables and their sum.
 //! - `offloads`: the switches and what is in use.
@@ -67,7 +71,6 @@
 mod counters;
 mod keys;
 mod offloads;
-mod packet;
 mod peers;
 mod rx;
 mod trace_port;
@@ -244,7 +247,8 @@ impl Datapath {
 
     /// [`Datapath::start`], sealing every data datagram with `encryption` (`--encrypt`):
     /// the tx half seals after splitting, the rx half opens what is addressed to this
-    /// node and drops what is not sealed (see [`keys`] and `rx::decap_datagram`).
+    /// node and drops what is not sealed (see [`keys`] and
+    /// [`overlay_proto::dataplane::decap::decap_datagram`]).
     pub fn start_with(
         config: DatapathConfig,
         table: ForwardingTable,
@@ -457,6 +461,3 @@ impl FirstError {
         }
     }
 }
-
-#[cfg(test)]
-pub(crate) mod test_util;

@@ -11,8 +11,6 @@
 use super::udp::Udp;
 use arc_swap::ArcSwap;
 use overlay_proto::forwarding::ForwardingTable;
-use overlay_proto::header::HEADER_LEN;
-use overlay_proto::trace::MAX_REPORT_LEN;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +19,6 @@ use tokio::sync::mpsc;
 
 /// Trace datagrams waiting for the trace task at most; more are dropped and counted.
 pub(crate) const QUEUE_LEN: usize = 64;
-/// Largest trace datagram accepted (header and the largest payload, a report).
-pub(crate) const MAX_TRACE_DATAGRAM: usize = HEADER_LEN + MAX_REPORT_LEN;
 
 /// The rx half's end of the queue.
 #[derive(Debug)]

@@ -7,134 +7,33 @@
 //! gets its overlay header written in front of it in place (over the virtio header, once
 //! parsed) and goes out as one datagram; a super-packet is split by
 //! [`overlay_proto::segment::split`] into the thread's second buffer.
+//!
+//! This is the I/O half: where a packet goes and its datagrams are decided by
+//! [`overlay_proto::dataplane::encap`] (a [`TxVerdict`]); here are the TUN read, the sealing
+//! with `--encrypt`, the UDP sends and the counters.
 
-use super::counters::{Counters, DropReason};
+use super::counters::Counters;
 use super::keys::{Clock, Encryption, KeyTable, Sealers};
-use super::packet::{self, Ipv4Info};
 use super::tun::Tun;
 use super::udp::{Outcome, Udp};
 use super::wake::Shutdown;
 use super::worker::{self, Step};
 use super::{FirstError, MAX_PACKET};
 use arc_swap::{ArcSwap, Cache};
-use overlay_proto::forwarding::{ForwardingTable, Lookup};
-use overlay_proto::header::{Header, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use overlay_proto::dataplane::encap::{encap, SPLIT_BUFFER};
+use overlay_proto::dataplane::{DropReason, TxVerdict};
+use overlay_proto::forwarding::ForwardingTable;
+use overlay_proto::header::HEADER_LEN;
 use overlay_proto::peer::PeerId;
 use overlay_proto::seal::{self, OVERHEAD};
-use overlay_proto::segment::{self, SplitError, SplitLayout, MAX_SEGMENTS};
+use overlay_proto::segment::{SplitLayout, MAX_SEGMENTS};
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 use std::io::ErrorKind;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-/// Size of the buffer a super-packet is split into: 64 KiB of payload plus, for each of up
-/// to 128 segments, an overlay header and the largest IPv4 + TCP headers (60 + 60 bytes).
-pub(crate) const SPLIT_BUFFER: usize = 128 << 10;
 /// Room after a split batch for sealing it: [`OVERHEAD`] bytes per datagram.
 const SEAL_ROOM: usize = MAX_SEGMENTS * OVERHEAD;
-
-/// What to do with a packet read from the TUN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TxVerdict {
-    /// Send `buf[..len]` (header and packet) to `to` as one datagram.
-    Single {
-        /// The next hop's underlay address.
-        to: SocketAddr,
-        /// The destination peer.
-        dst: PeerId,
-        /// Datagram length.
-        len: usize,
-    },
-    /// Send the datagrams laid out in the split buffer to `to`.
-    Split {
-        /// The next hop's underlay address.
-        to: SocketAddr,
-        /// The destination peer.
-        dst: PeerId,
-        /// Where they are.
-        layout: SplitLayout,
-    },
-    /// Drop the packet, counting it under this reason.
-    Drop(DropReason),
-}
-
-/// Where a packet goes: the destination peer and the next hop's address.
-///
-/// Non-IPv4 packets and destinations outside the cluster are `Unsupported`; a destination
-/// whose block has no owner, whose owner is unreachable, or that is in our own block (the
-/// kernel should have delivered it locally) has no route.
-#[inline]
-pub(crate) fn route(
-    table: &ForwardingTable,
-    packet: &[u8],
-) -> Result<(Ipv4Info, PeerId, SocketAddr), DropReason> {
-    let ip = packet::parse_ipv4(packet)?;
-    match table.lookup(ip.dst) {
-        Lookup::Remote { dst, next_hop } => Ok((ip, dst, next_hop.addr)),
-        Lookup::OutsideCluster => Err(DropReason::Unsupported),
-        Lookup::Local | Lookup::Unreachable | Lookup::NoOwner => Err(DropReason::NoRoute),
-    }
-}
-
-/// Decides where the packet in `buf[HEADER_LEN..HEADER_LEN + len]` goes, with its virtio
-/// header if the TUN has them, and prepares the datagrams: a single packet gets its header in
-/// `buf[..HEADER_LEN]`, a super-packet is split into `out`.
-///
-/// A partial checksum (`NEEDS_CSUM`) travels as [`FLAG_CSUM_PARTIAL`] when it is the plain
-/// TCP/UDP one the receiver can describe to its kernel again; any other is completed here.
-#[inline]
-pub(crate) fn encap(
-    table: &ForwardingTable,
-    vnet: Option<&VnetHdr>,
-    buf: &mut [u8],
-    len: usize,
-    out: &mut [u8],
-) -> TxVerdict {
-    let Some(packet) = buf.get_mut(HEADER_LEN..HEADER_LEN + len) else {
-        return TxVerdict::Drop(DropReason::Malformed);
-    };
-    let (ip, dst, to) = match route(table, packet) {
-        Ok(r) => r,
-        Err(reason) => return TxVerdict::Drop(reason),
-    };
-    let mut header = Header::ip(table.me(), dst);
-    let vnet = vnet.copied().unwrap_or_default();
-    let partial = vnet.flags & VnetHdr::NEEDS_CSUM != 0;
-    if vnet.gso_type & !VnetHdr::GSO_ECN != VnetHdr::GSO_NONE {
-        if partial {
-            header.flags |= FLAG_CSUM_PARTIAL;
-        }
-        return match segment::split(&vnet, &packet[..ip.total_len], &header, out) {
-            Ok(layout) => TxVerdict::Split { to, dst, layout },
-            Err(SplitError::Unsupported(_)) => TxVerdict::Drop(DropReason::Unsupported),
-            Err(
-                SplitError::Malformed(_)
-                | SplitError::TooManySegments(_)
-                | SplitError::BufferTooSmall(_),
-            ) => TxVerdict::Drop(DropReason::Malformed),
-        };
-    }
-    if partial {
-        let (start, offset) = (vnet.csum_start, vnet.csum_offset);
-        if packet::l4_checksum(&ip) == Some((start, offset)) {
-            header.flags |= FLAG_CSUM_PARTIAL;
-        } else if !packet::complete_checksum(
-            &mut packet[..ip.total_len],
-            usize::from(start),
-            usize::from(offset),
-        ) {
-            return TxVerdict::Drop(DropReason::Malformed);
-        }
-    }
-    // Cannot fail: the packet slice above proved buf is longer than the header.
-    let _ = header.emit(buf);
-    TxVerdict::Single {
-        to,
-        dst,
-        len: HEADER_LEN + len,
-    }
-}
 
 /// TUN → UDP: the tx half of the packet thread ([`super::worker`]). It owns its buffers,
 /// its view of the forwarding table and its sealers; [`Tx::step`] moves one read.
@@ -334,159 +233,5 @@ impl Tx {
             self.first_error.log("overlay-dp", "sending to a peer", e);
         }
         o.stop
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::datapath::test_util::{ipv4_udp, table_of, A, B, C};
-    use overlay_proto::header::DEFAULT_HOP_LIMIT;
-
-    fn encap_packet(
-        table: &ForwardingTable,
-        vnet: Option<&VnetHdr>,
-        packet: &[u8],
-    ) -> (TxVerdict, Vec<u8>) {
-        let mut buf = vec![0xaa; HEADER_LEN + packet.len()];
-        buf[HEADER_LEN..].copy_from_slice(packet);
-        let mut out = vec![0u8; SPLIT_BUFFER];
-        let v = encap(table, vnet, &mut buf, packet.len(), &mut out);
-        (v, buf)
-    }
-
-    /// `ipv4_udp` with a partial checksum: the pseudo-header sum in the checksum field.
-    fn partial_udp(payload: &[u8]) -> Vec<u8> {
-        let mut p = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], payload);
-        let mut sum: u32 = p[12..20]
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        sum += 17 + (8 + payload.len()) as u32;
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        p[26..28].copy_from_slice(&(sum as u16).to_be_bytes());
-        p
-    }
-
-    #[test]
-    fn packet_for_a_peer_block_gets_a_header_and_goes_to_the_next_hop() {
-        let table = table_of(A, false);
-        let packet = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], b"hello");
-        for vnet in [None, Some(VnetHdr::default())] {
-            let (v, buf) = encap_packet(&table, vnet.as_ref(), &packet);
-            assert_eq!(
-                v,
-                TxVerdict::Single {
-                    to: SocketAddr::from(([10, 99, 0, 2], 6783)),
-                    dst: B.id(),
-                    len: HEADER_LEN + packet.len()
-                }
-            );
-            let h = Header::parse(&buf).expect("header");
-            assert_eq!(h, Header::ip(A.id(), B.id()));
-            assert_eq!(h.hop_limit, DEFAULT_HOP_LIMIT);
-            assert_eq!(&buf[HEADER_LEN..], &packet[..], "packet untouched");
-        }
-    }
-
-    #[test]
-    fn a_plain_partial_checksum_travels_as_a_flag_and_others_are_completed() {
-        let table = table_of(A, false);
-        let packet = partial_udp(b"some payload");
-        let partial = VnetHdr {
-            flags: VnetHdr::NEEDS_CSUM,
-            csum_start: 20,
-            csum_offset: 6,
-            ..VnetHdr::default()
-        };
-        let (v, buf) = encap_packet(&table, Some(&partial), &packet);
-        assert!(matches!(v, TxVerdict::Single { .. }), "{v:?}");
-        assert_eq!(Header::parse(&buf).map(|h| h.flags), Ok(FLAG_CSUM_PARTIAL));
-        assert_eq!(&buf[HEADER_LEN..], &packet[..], "left partial");
-
-        // A checksum at an unusual place (here: the UDP length field, offset 4) is completed
-        // and the flag stays clear.
-        let odd = VnetHdr {
-            csum_offset: 4,
-            ..partial
-        };
-        let (v, buf) = encap_packet(&table, Some(&odd), &packet);
-        assert!(matches!(v, TxVerdict::Single { .. }), "{v:?}");
-        assert_eq!(Header::parse(&buf).map(|h| h.flags), Ok(0));
-        assert_ne!(&buf[HEADER_LEN + 24..HEADER_LEN + 26], &packet[24..26]);
-
-        // A checksum field outside the packet is malformed.
-        let outside = VnetHdr {
-            csum_start: 2000,
-            ..partial
-        };
-        assert_eq!(
-            encap_packet(&table, Some(&outside), &packet).0,
-            TxVerdict::Drop(DropReason::Malformed)
-        );
-    }
-
-    #[test]
-    fn relayed_route_sends_to_the_relay_with_the_final_destination_in_the_header() {
-        let table = table_of(A, true);
-        let packet = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], b"x");
-        let (v, buf) = encap_packet(&table, None, &packet);
-        assert!(
-            matches!(v, TxVerdict::Single { to, .. } if to == SocketAddr::from(([10, 99, 0, 3], 6783)))
-        );
-        assert_eq!(Header::parse(&buf).map(|h| h.dst), Ok(B.id()));
-    }
-
-    #[test]
-    fn unroutable_and_foreign_packets_are_dropped_with_their_reason() {
-        let table = table_of(A, false);
-        let cases: [([u8; 4], DropReason); 4] = [
-            ([10, 32, 1, 9], DropReason::NoRoute),       // our own block
-            ([10, 32, 9, 1], DropReason::NoRoute),       // block nobody owns
-            ([192, 168, 1, 1], DropReason::Unsupported), // outside the cluster
-            ([10, 48, 0, 1], DropReason::Unsupported),
-        ];
-        for (dst, reason) in cases {
-            let packet = ipv4_udp([10, 32, 1, 1], dst, b"x");
-            assert_eq!(
-                encap_packet(&table, None, &packet).0,
-                TxVerdict::Drop(reason),
-                "{dst:?}"
-            );
-        }
-        let mut v6 = [0u8; 40];
-        v6[0] = 0x60;
-        assert_eq!(
-            encap_packet(&table, None, &v6).0,
-            TxVerdict::Drop(DropReason::Unsupported)
-        );
-        assert_eq!(
-            encap_packet(&table, None, &[0x45; 10]).0,
-            TxVerdict::Drop(DropReason::Malformed)
-        );
-        // A length past the buffer is refused, not a panic.
-        let mut buf = [0u8; HEADER_LEN + 4];
-        assert_eq!(
-            encap(&table, None, &mut buf, 5, &mut []),
-            TxVerdict::Drop(DropReason::Malformed)
-        );
-    }
-
-    #[test]
-    fn unreachable_owner_has_no_route() {
-        let table = table_of(C, false);
-        // C's table in the direct topology reaches everyone; an empty table reaches no one.
-        let empty = ForwardingTable::empty(C.id(), "10.32.0.0/12".parse().expect("net"), 24);
-        let packet = ipv4_udp([10, 32, 3, 1], [10, 32, 1, 1], b"x");
-        assert!(matches!(
-            encap_packet(&table, None, &packet).0,
-            TxVerdict::Single { .. }
-        ));
-        assert_eq!(
-            encap_packet(&empty, None, &packet).0,
-            TxVerdict::Drop(DropReason::NoRoute)
-        );
     }
 }

@@ -14,10 +14,10 @@
 //!
 //! Every `unsafe` block here is a plain libc call over buffers borrowed for its duration.
 
-use super::counters::DropReason;
 use super::offloads::Disabled;
 use super::wake::{Shutdown, Wait, WRITABLE};
 use super::DatapathError;
+use overlay_proto::dataplane::DropReason;
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};

@@ -1,8 +1,9 @@
 //! Checks of the inner IP packet: enough to route it and to refuse what the kernel should not
-//! see from us; and its TCP/UDP checksum when it travels *partial* (only the pseudo-header sum,
-//! as the sender's kernel left it for offload). Never panics, whatever the bytes.
+//! see from us; and where its TCP/UDP checksum is when it travels *partial* (only the
+//! pseudo-header sum, as the sender's kernel left it for offload; completing one is
+//! [`crate::checksum::complete`]). Never panics, whatever the bytes.
 
-use super::counters::DropReason;
+use super::DropReason;
 use std::net::Ipv4Addr;
 
 /// IPv4 header without options.
@@ -10,25 +11,25 @@ const MIN_HEADER: usize = 20;
 
 /// What the data path needs from an inner IPv4 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ipv4Info {
+pub struct Ipv4Info {
     /// Source address.
-    pub(crate) src: Ipv4Addr,
+    pub src: Ipv4Addr,
     /// Destination address.
-    pub(crate) dst: Ipv4Addr,
+    pub dst: Ipv4Addr,
     /// The header's total length: the packet proper, without trailing bytes.
-    pub(crate) total_len: usize,
+    pub total_len: usize,
     /// The header's length (with options).
-    pub(crate) header_len: usize,
+    pub header_len: usize,
     /// The L4 protocol number.
-    pub(crate) protocol: u8,
+    pub protocol: u8,
     /// The packet is a fragment (more fragments follow, or a non-zero offset).
-    pub(crate) fragment: bool,
+    pub fragment: bool,
 }
 
 /// IP protocol number of TCP.
-pub(crate) const TCP: u8 = 6;
+pub const TCP: u8 = 6;
 /// IP protocol number of UDP.
-pub(crate) const UDP: u8 = 17;
+pub const UDP: u8 = 17;
 
 /// Parses the IPv4 header at the start of `packet`.
 ///
@@ -36,7 +37,7 @@ pub(crate) const UDP: u8 = 17;
 /// (version, IHL ≥ 5, header within the total length, total length within `packet`) is
 /// [`DropReason::Malformed`]. Bytes after the total length are allowed (and ignored).
 #[inline]
-pub(crate) fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Info, DropReason> {
+pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Info, DropReason> {
     let Some(&first) = packet.first() else {
         return Err(DropReason::Malformed);
     };
@@ -67,7 +68,7 @@ pub(crate) fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Info, DropReason> {
 /// a virtio-net header gives them (the L4 header, and the checksum field within it). `None`
 /// for other protocols, fragments, or an L4 header cut short.
 #[inline]
-pub(crate) fn l4_checksum(ip: &Ipv4Info) -> Option<(u16, u16)> {
+pub fn l4_checksum(ip: &Ipv4Info) -> Option<(u16, u16)> {
     let (offset, min_header) = match ip.protocol {
         TCP => (16, 20),
         UDP => (6, 8),
@@ -79,52 +80,10 @@ pub(crate) fn l4_checksum(ip: &Ipv4Info) -> Option<(u16, u16)> {
     Some((ip.header_len as u16, offset))
 }
 
-/// Completes a partial checksum: sums `packet[start..]` (whose checksum field, at
-/// `start + offset`, holds the pseudo-header sum) and stores the result there. False (and
-/// nothing changed) if the field is not inside `packet`.
-pub(crate) fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) -> bool {
-    let field = start.saturating_add(offset);
-    if start > packet.len() || field.saturating_add(2) > packet.len() {
-        return false;
-    }
-    let sum = !fold(sum_words(&packet[start..]));
-    // As the kernel does (skb_checksum_help): 0 is sent as its ones'-complement twin, which
-    // for UDP means "checksum present".
-    let sum = if sum == 0 { 0xffff } else { sum };
-    packet[field..field + 2].copy_from_slice(&sum.to_be_bytes());
-    true
-}
-
-/// The ones'-complement sum of `data` as big-endian 16-bit words (odd tail padded with 0),
-/// not yet folded.
-fn sum_words(data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    let mut sum: u64 = 0;
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // Add the four 16-bit words of `w` by adding its two 32-bit halves (carries are kept
-        // in the upper bits of the 64-bit sum and folded later).
-        sum += (w >> 32) + (w & 0xffff_ffff);
-    }
-    let mut rest = chunks.remainder().chunks(2);
-    for w in &mut rest {
-        let hi = u64::from(w[0]) << 8;
-        sum += hi | w.get(1).map_or(0, |&b| u64::from(b));
-    }
-    sum
-}
-
-/// Folds a sum of 16-bit words to 16 bits.
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum;
 
     /// ICMP echo request 10.32.1.1 → 10.32.2.1, 8 bytes of payload.
     const PING: [u8; 28] = [
@@ -227,14 +186,18 @@ mod tests {
             let mut p = udp(&payload, true);
             let ip = parse_ipv4(&p).expect("ipv4");
             assert_eq!(l4_checksum(&ip), Some((20, 6)));
-            assert!(complete_checksum(&mut p, 20, 6));
+            assert_eq!(checksum::complete(&mut p, 20, 6), Some(()));
             assert_eq!(p, udp(&payload, false), "payload of {len} bytes");
         }
         let mut p = udp(b"x", true);
         let n = p.len();
-        assert!(!complete_checksum(&mut p, n - 1, 0), "field past the end");
-        assert!(!complete_checksum(&mut p, n + 5, 0));
-        assert!(!complete_checksum(&mut p, 20, usize::MAX));
+        assert_eq!(
+            checksum::complete(&mut p, n - 1, 0),
+            None,
+            "field past the end"
+        );
+        assert_eq!(checksum::complete(&mut p, n + 5, 0), None);
+        assert_eq!(checksum::complete(&mut p, 20, usize::MAX), None);
     }
 
     #[test]

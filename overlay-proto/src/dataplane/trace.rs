@@ -1,34 +1,41 @@
-//! What an agent does with a trace datagram it received (pure: decisions over the
-//! forwarding table and the datagram, no I/O), and the datagrams it builds.
+//! What an agent does with a trace datagram it received (decisions over the forwarding table
+//! and the datagram, for the agent's trace task), and the trace datagrams it builds.
 //!
-//! The rules mirror the data path's for Ip datagrams: a datagram for another peer needs a
-//! hop limit above 1 and a next hop, and is passed on with its hop limit decremented in
-//! place. A probe also earns its origin a report, which is itself routed over the overlay
-//! towards the origin — the only peer a probe can make this agent report to, and only when
-//! the topology gives a path to it.
+//! A datagram for another peer is passed on by the data path's own [`relay`] rule (hop limit
+//! above 1, a next hop, hop limit decremented in place). A probe also earns its origin a
+//! report, which is itself routed over the overlay towards the origin — the only peer a
+//! probe can make this agent report to, and only when the topology gives a path to it.
 
-use overlay_proto::forwarding::ForwardingTable;
-use overlay_proto::header::{Header, Kind, DEFAULT_HOP_LIMIT, HEADER_LEN};
-use overlay_proto::peer::PeerId;
-use overlay_proto::trace::{hop_number, Cause, Probe, Report, MAX_REPORT_LEN, PROBE_LEN};
+use super::relay::relay;
+use super::DropReason;
+use crate::forwarding::ForwardingTable;
+use crate::header::{Header, Kind, DEFAULT_HOP_LIMIT, HEADER_LEN};
+use crate::peer::PeerId;
+use crate::trace::{hop_number, Cause, Probe, Report, MAX_REPORT_LEN, PROBE_LEN};
 use std::net::{Ipv4Addr, SocketAddr};
+
+/// Largest trace datagram accepted (header and the largest payload, a report): a buffer of
+/// this size holds any datagram [`report_datagram`] writes.
+pub const MAX_TRACE_DATAGRAM: usize = HEADER_LEN + MAX_REPORT_LEN;
+/// Length of a probe datagram (header and probe).
+pub const PROBE_DATAGRAM: usize = HEADER_LEN + PROBE_LEN;
 
 /// A probe this agent answers: whom to report to and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProbeIn {
+pub struct ProbeIn {
     /// The origin (the header's source).
-    pub(crate) origin: PeerId,
+    pub origin: PeerId,
     /// Where reports to the origin go first.
-    pub(crate) report_to: SocketAddr,
+    pub report_to: SocketAddr,
     /// The probe's nonce.
-    pub(crate) nonce: u64,
+    pub nonce: u64,
     /// This agent's hop number.
-    pub(crate) hop: u8,
+    pub hop: u8,
 }
 
 /// What to do with a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ProbeStep {
+pub enum ProbeStep {
     /// Send the datagram (hop limit already decremented) to `to`, the address of `next`.
     Relay {
         /// The next hop.
@@ -49,10 +56,7 @@ pub(crate) enum ProbeStep {
 /// claiming to come from this agent, with an impossible hop count, or from an origin this
 /// agent has no path to (it could not report, and does not forward what it cannot account
 /// for).
-pub(crate) fn on_probe(
-    table: &ForwardingTable,
-    datagram: &mut [u8],
-) -> Option<(ProbeIn, ProbeStep)> {
+pub fn on_probe(table: &ForwardingTable, datagram: &mut [u8]) -> Option<(ProbeIn, ProbeStep)> {
     let header = Header::parse(datagram).ok()?;
     let probe = Probe::parse(datagram.get(HEADER_LEN..)?).ok()?;
     if header.kind != Kind::TraceProbe || header.src == table.me() {
@@ -67,17 +71,13 @@ pub(crate) fn on_probe(
         hop,
     };
     let step = if header.dst != table.me() {
-        if header.hop_limit <= 1 {
-            ProbeStep::Drop(Cause::HopLimit)
-        } else if let Some(next) = table.next_hop(header.dst) {
-            // Cannot fail: the header parsed.
-            let _ = Header::set_hop_limit(datagram, header.hop_limit - 1);
-            ProbeStep::Relay {
+        match relay(table, &header, datagram) {
+            Ok(next) => ProbeStep::Relay {
                 next: next.via,
                 to: next.addr,
-            }
-        } else {
-            ProbeStep::Drop(Cause::Unreachable)
+            },
+            Err(DropReason::HopLimit) => ProbeStep::Drop(Cause::HopLimit),
+            Err(_) => ProbeStep::Drop(Cause::Unreachable),
         }
     } else if table
         .local_block()
@@ -94,7 +94,7 @@ pub(crate) fn on_probe(
 
 /// What to do with a report datagram (kind `TraceReport`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ReportStep {
+pub enum ReportStep {
     /// For another peer: send the datagram (hop limit already decremented) to `to`.
     Forward {
         /// The next hop's underlay address.
@@ -112,7 +112,7 @@ pub(crate) enum ReportStep {
 }
 
 /// Decides about a report datagram.
-pub(crate) fn on_report(table: &ForwardingTable, datagram: &mut [u8]) -> ReportStep {
+pub fn on_report(table: &ForwardingTable, datagram: &mut [u8]) -> ReportStep {
     let Ok(header) = Header::parse(datagram) else {
         return ReportStep::Ignore;
     };
@@ -120,14 +120,10 @@ pub(crate) fn on_report(table: &ForwardingTable, datagram: &mut [u8]) -> ReportS
         return ReportStep::Ignore;
     }
     if header.dst != table.me() {
-        if header.hop_limit <= 1 {
-            return ReportStep::Ignore;
-        }
-        let Some(next) = table.next_hop(header.dst) else {
-            return ReportStep::Ignore;
+        return match relay(table, &header, datagram) {
+            Ok(next) => ReportStep::Forward { to: next.addr },
+            Err(_) => ReportStep::Ignore,
         };
-        let _ = Header::set_hop_limit(datagram, header.hop_limit - 1);
-        return ReportStep::Forward { to: next.addr };
     }
     match datagram.get(HEADER_LEN..).map(Report::parse) {
         Some(Ok(report)) => ReportStep::Mine {
@@ -139,8 +135,8 @@ pub(crate) fn on_report(table: &ForwardingTable, datagram: &mut [u8]) -> ReportS
 }
 
 /// A probe datagram from `me` for `dst` (the owner of `probe.target`).
-pub(crate) fn probe_datagram(me: PeerId, dst: PeerId, probe: &Probe) -> Vec<u8> {
-    let mut d = vec![0u8; HEADER_LEN + PROBE_LEN];
+pub fn probe_datagram(me: PeerId, dst: PeerId, probe: &Probe) -> [u8; PROBE_DATAGRAM] {
+    let mut d = [0u8; PROBE_DATAGRAM];
     let header = Header {
         kind: Kind::TraceProbe,
         hop_limit: probe.first_hop_limit,
@@ -148,15 +144,21 @@ pub(crate) fn probe_datagram(me: PeerId, dst: PeerId, probe: &Probe) -> Vec<u8> 
         src: me,
         dst,
     };
-    // Cannot fail: the buffer has room for both.
+    // Cannot fail: the array has room for both.
     let _ = header.emit(&mut d);
     let _ = probe.emit(&mut d[HEADER_LEN..]);
     d
 }
 
-/// A report datagram from `me` to `origin`; `None` if the report cannot be encoded.
-pub(crate) fn report_datagram(me: PeerId, origin: PeerId, report: &Report) -> Option<Vec<u8>> {
-    let mut d = vec![0u8; HEADER_LEN + MAX_REPORT_LEN];
+/// Writes a report datagram from `me` to `origin` into `buf` (of [`MAX_TRACE_DATAGRAM`]
+/// bytes, any report fits): its length; `None` if the report cannot be encoded or `buf` is
+/// too short.
+pub fn report_datagram(
+    me: PeerId,
+    origin: PeerId,
+    report: &Report,
+    buf: &mut [u8],
+) -> Option<usize> {
     let header = Header {
         kind: Kind::TraceReport,
         hop_limit: DEFAULT_HOP_LIMIT,
@@ -164,30 +166,33 @@ pub(crate) fn report_datagram(me: PeerId, origin: PeerId, report: &Report) -> Op
         src: me,
         dst: origin,
     };
-    header.emit(&mut d)?;
-    let n = report.emit(&mut d[HEADER_LEN..]).ok()?;
-    d.truncate(HEADER_LEN + n);
-    Some(d)
+    header.emit(buf)?;
+    let n = report.emit(buf.get_mut(HEADER_LEN..)?).ok()?;
+    Some(HEADER_LEN + n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::test_util::{table_of, A, B, C};
-    use overlay_proto::trace::Action;
+    use crate::dataplane::fixtures::{table_of, A, B, C};
+    use crate::trace::Action;
 
     fn probe(src: PeerId, dst: PeerId, hop_limit: u8, target: [u8; 4]) -> Vec<u8> {
-        let mut d = probe_datagram(
-            src,
-            dst,
-            &Probe {
-                nonce: 77,
-                target: target.into(),
-                first_hop_limit: DEFAULT_HOP_LIMIT,
-            },
-        );
+        let probe = Probe {
+            nonce: 77,
+            target: target.into(),
+            first_hop_limit: DEFAULT_HOP_LIMIT,
+        };
+        let mut d = probe_datagram(src, dst, &probe).to_vec();
         Header::set_hop_limit(&mut d, hop_limit).expect("long enough");
         d
+    }
+
+    fn report_datagram(me: PeerId, origin: PeerId, report: &Report) -> Option<Vec<u8>> {
+        let mut d = vec![0u8; MAX_TRACE_DATAGRAM];
+        let n = super::report_datagram(me, origin, report, &mut d)?;
+        d.truncate(n);
+        Some(d)
     }
 
     #[test]

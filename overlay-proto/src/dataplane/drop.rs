@@ -1,0 +1,65 @@
+//! Why the data plane drops a packet or datagram: the vocabulary the pure decisions return
+//! and the I/O shell counts (the agent keeps one counter per reason, named as in the
+//! `reason` label of its drop metric, e.g. `not_peer` for [`DropReason::NotPeer`]).
+
+/// Why a packet or datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Datagram from an address that is not a current peer.
+    NotPeer,
+    /// Datagram shorter than the overlay header or with a malformed inner packet.
+    Malformed,
+    /// Unknown overlay header version.
+    BadVersion,
+    /// Unknown overlay header kind.
+    BadKind,
+    /// Hop limit reached on a relay.
+    HopLimit,
+    /// Inner source address outside the sending peer's block.
+    Spoofed,
+    /// No route to the destination peer or block (outbound or relay).
+    NoRoute,
+    /// Destination outside the cluster range, or not an IPv4 packet.
+    Unsupported,
+    /// Delivered to this node but for an address outside its block.
+    NotLocal,
+    /// Send or TUN write failed.
+    IoError,
+    /// Outer datagram larger than the path MTU allows.
+    TooBig,
+    /// With `--encrypt`: no data key for the peer, or a sealed datagram from a peer without
+    /// one.
+    NoKey,
+    /// With `--encrypt`: an unsealed data datagram addressed to this node.
+    Unsealed,
+    /// Without `--encrypt`: a sealed datagram addressed to this node.
+    SealedUnexpected,
+    /// A sealed datagram shorter than header, nonce and tag.
+    SealTruncated,
+    /// A sealed datagram of an unknown AEAD suite.
+    BadSuite,
+    /// A sealed datagram of a key epoch this node does not hold.
+    UnknownEpoch,
+    /// A sealed datagram whose counter was already received (a replay).
+    Replay,
+    /// A sealed datagram whose counter is below the replay window.
+    TooOld,
+    /// A sealed datagram whose authentication tag does not verify.
+    BadTag,
+}
+
+impl DropReason {
+    /// Number of reasons: `reason as usize` is below it (an index into per-reason counters).
+    pub const COUNT: usize = DropReason::BadTag as usize + 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_index_a_table_of_count_entries() {
+        assert_eq!(DropReason::COUNT, 20);
+        assert_eq!(DropReason::NotPeer as usize, 0);
+    }
+}
