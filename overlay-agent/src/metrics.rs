@@ -4,8 +4,8 @@
 //! a [`Status`] (whose data-path counters are the per-thread relaxed atomics summed at that
 //! moment) and reads the pod-address usage from the [`IpamStore`], then [`encode`]s that
 //! snapshot into a fresh registry. The data path pays nothing for being scraped, and the label
-//! sets are bounded by the peers in the topology. Every family is listed in the README
-//! ("Metrics").
+//! sets are bounded by the peers in the topology. Every family is listed in
+//! docs/operations.md ("Metrics").
 //!
 //! # Layout
 //! - this file: the HTTP side (router, handler, server with graceful stop).

@@ -1,7 +1,7 @@
-//! The `k8s` feature against the recorded API objects: k8s-openapi/kube-rs parse them to the
+//! The `k8s` feature against hand-written API objects: k8s-openapi/kube-rs parse them to the
 //! same facts as the plain logic, and the whole [`Session`] (list, watch, status patch with
 //! retry) runs through kube-rs's real HTTP client against a fake API server on loopback that
-//! serves the fixtures. No real cluster: see the README for what that leaves unexercised.
+//! serves the fixtures. No real cluster: see docs/operations.md ("Kubernetes") for what that leaves unexercised.
 #![cfg(feature = "k8s")]
 
 mod fake_kube;

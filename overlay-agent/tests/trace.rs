@@ -40,7 +40,7 @@ fn trace_json(c: &Cluster, node: usize, dst: Ipv4Addr) -> (Value, Option<i32>) {
     (json, out.status.code())
 }
 
-/// The text trace, printed for the test log (and the README).
+/// The text trace, printed for the test log (and docs/operations.md, "Tracing a packet").
 fn show_trace(c: &Cluster, node: usize, dst: Ipv4Addr) -> String {
     let out = trace_cli(c, node, dst, &["--timeout-ms", TIMEOUT_MS]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

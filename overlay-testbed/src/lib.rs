@@ -15,8 +15,8 @@
 //! - [`traffic`]: checksummed TCP transfers and UDP echoes between namespaces.
 //! - [`stream`]: a long, paced TCP stream checked byte by byte, with its stalls (restarts).
 //! - [`vxlan`]: kernel VXLAN between underlay nodes with a pod per node (the benchmark reference).
-//! - [`tunpipe`]: two nodes joined by a TUN→TUN forwarder, a pod per node (the ceiling of any
-//!   TUN-based design, for the benchmark).
+//! - [`tunpipe`]: two nodes joined by a TUN→TUN forwarder, a pod per node (a copy-only
+//!   reference for the benchmark).
 //! - [`wakeup`]: how long a blocked thread takes to run after a write, on an idle machine.
 //! - [`iperf`]: throughput (iperf3) and round-trip time (ping) between namespaces.
 //! - [`conflist`]: CNI network configuration lists executed the way a runtime does.

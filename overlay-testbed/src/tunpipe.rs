@@ -1,5 +1,6 @@
 //! Two nodes joined by nothing but a TUN→TUN forwarder in this process, with a pod per node
-//! wired as in the [`crate::vxlan`] bed: the ceiling of any TUN-based userspace tunnel.
+//! wired as in the [`crate::vxlan`] bed: what copying every packet through TUN devices costs,
+//! without a tunnel (a reference row of the benchmark; see docs/measurements.md).
 //!
 //! Node `i` (namespace `<prefix>n<i>`, forwarding on) gets
 //! - a TUN device `tp0` ([`device::open`]: `IFF_TUN | IFF_NO_PI | IFF_VNET_HDR`, checksum and

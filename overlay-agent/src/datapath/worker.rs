@@ -10,7 +10,7 @@
 //! already waiting) is queued on the TUN before the write returns. The tx pass right after the
 //! rx pass sends it on with no thread wake-up in between; with a thread per direction every
 //! such answer cost a cross-CPU wake-up of the tx thread (≈ 10–90 µs on a virtual machine
-//! whose idle vCPUs halt, see the README's "Measured" section) and a context switch. The
+//! whose idle vCPUs halt, see docs/measurements.md) and a context switch. The
 //! receive half runs first in each round for that reason.
 
 use super::rx::Rx;

@@ -17,7 +17,7 @@ pub enum Suite {
 impl Suite {
     /// The suite for this CPU: AES-256-GCM if it has AES and carry-less multiply
     /// instructions (x86-64: `aes` and `pclmulqdq`; aarch64: `aes` and `pmull`),
-    /// ChaCha20-Poly1305 otherwise. (Measured: see the module `seal` and the README.)
+    /// ChaCha20-Poly1305 otherwise. (Measured: see the module `seal` and docs/measurements.md, "Choosing the AEAD library".)
     pub fn detect() -> Suite {
         if hardware_aes() {
             Suite::Aes256Gcm
