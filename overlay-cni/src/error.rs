@@ -43,10 +43,10 @@ pub enum Error {
     Stdin(#[source] std::io::Error),
     /// The network configuration is not JSON of the expected shape.
     #[error("decoding the network configuration: {0}")]
-    Decode(String),
+    Decode(crate::netconf::Undecodable),
     /// The network configuration decodes but a value is unusable.
     #[error("invalid network configuration: {0}")]
-    Config(String),
+    Config(crate::netconf::BadConfig),
     /// The configuration asks for a CNI version this plugin does not speak.
     #[error("cniVersion {0:?} is not supported (supported: {supported})", supported = crate::SUPPORTED_VERSIONS.join(", "))]
     Version(String),
@@ -265,8 +265,11 @@ mod tests {
             env.to_string(),
             "environment variable CNI_IFNAME is missing"
         );
-        assert_eq!(Error::Decode("x".into()).code(), 6);
-        assert_eq!(Error::Config("x".into()).code(), 7);
+        assert_eq!(
+            Error::Decode(crate::netconf::Undecodable::TooLong).code(),
+            6
+        );
+        assert_eq!(Error::Config(crate::netconf::BadConfig::NoName).code(), 7);
         assert_eq!(Error::Version("0.3.1".into()).code(), 1);
         assert!(Error::Version("0.3.1".into())
             .to_string()

@@ -4,7 +4,7 @@ use crate::agent::AgentClient;
 use crate::chain;
 use crate::env::{CniEnv, Command};
 use crate::error::{Error, ErrorReply};
-use crate::netconf::{NetConf, MAX_NETCONF_LEN};
+use crate::netconf::{BadConfig, NetConf, MAX_NETCONF_LEN};
 use crate::netns::PodNetns;
 use crate::result::{CniResult, VersionInfo};
 use crate::wiring::{self, Attachment};
@@ -97,9 +97,10 @@ fn del(env: &CniEnv, conf: &NetConf) -> Result<(), ErrorReply> {
 /// CHECK: the agent still holds the address, the `prevResult` lists what this plugin made
 /// and agrees with the agent, and the node and the pod are wired that way.
 fn check(env: &CniEnv, conf: &NetConf) -> Result<(), ErrorReply> {
-    let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        Error::Config("CHECK needs the attachment's result as prevResult".into()).reply()
-    })?;
+    let prev = conf
+        .prev_result
+        .as_ref()
+        .ok_or_else(|| Error::Config(BadConfig::CheckWithoutPrevResult).reply())?;
     let att = attachment(env, conf);
     let allocation = AgentClient::new(conf.api, conf.agent_wait)
         .get(&env.container_id, &env.ifname)
@@ -127,8 +128,7 @@ fn gc(conf: &NetConf) -> Result<(), ErrorReply> {
     needs_1_1(Command::Gc, conf)?;
     let valid = conf.valid_attachments.as_deref().ok_or_else(|| {
         // Without the list every attachment would look stale: refuse rather than guess.
-        Error::Config("GC needs cni.dev/valid-attachments (the attachments still in use)".into())
-            .reply()
+        Error::Config(BadConfig::GcWithoutValidAttachments).reply()
     })?;
     let agent = AgentClient::new(conf.api, conf.agent_wait);
     crate::gc::collect(&agent, &conf.bridge, valid)
