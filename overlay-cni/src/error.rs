@@ -129,10 +129,16 @@ pub enum Error {
     Netlink(#[from] crate::netlink::NetlinkError),
     /// Wiring went wrong in a way netlink did not report (a device missing after creation...).
     #[error("{0}")]
-    Wiring(String),
+    Wiring(crate::wiring::WiringError),
     /// CHECK found the pod's network not as ADD left it.
     #[error("check failed: {0}")]
-    Check(String),
+    Check(crate::mismatch::Mismatch),
+    /// A result this plugin built could not be serialized.
+    #[error("internal error: {0}")]
+    Internal(serde_json::Error),
+    /// The plugin panicked (the panic's message).
+    #[error("internal error: panic: {0}")]
+    Panic(String),
     /// Another failure, with what was being done.
     #[error("{what}: {source}")]
     Io {
@@ -163,6 +169,8 @@ impl Error {
             | Error::Netlink(_)
             | Error::Wiring(_)
             | Error::Check(_)
+            | Error::Internal(_)
+            | Error::Panic(_)
             | Error::Gc(_) => code::INTERNAL,
         }
     }
@@ -274,7 +282,15 @@ mod tests {
         assert!(Error::Version("0.3.1".into())
             .to_string()
             .contains("1.0.0, 1.1.0"));
-        assert_eq!(Error::Check("x".into()).code(), 999);
+        assert_eq!(
+            Error::Check(crate::mismatch::Mismatch::BridgeDown("b".into())).code(),
+            999
+        );
+        assert_eq!(Error::Panic("x".into()).code(), 999);
+        assert_eq!(
+            Error::Panic("boom".into()).to_string(),
+            "internal error: panic: boom"
+        );
         let gc_on_1_0 = Error::CommandVersion {
             command: "GC",
             version: "1.0.0".into(),
@@ -295,7 +311,7 @@ mod tests {
 
     #[test]
     fn details_accumulate() {
-        let mut r = Error::Wiring("boom".into()).reply();
+        let mut r = Error::Panic("boom".into()).reply();
         assert_eq!(r.details, "");
         r.add_detail("a");
         r.add_detail("b");
