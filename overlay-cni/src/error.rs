@@ -89,7 +89,7 @@ pub enum Error {
         request: String,
         /// How long the plugin waited.
         waited: Duration,
-        /// The last failure seen (goes into `details`).
+        /// The last failure seen, as text (goes into `details`).
         last: String,
     },
     /// The agent answered with an error.
@@ -112,7 +112,7 @@ pub enum Error {
         /// Method and path.
         request: String,
         /// What went wrong.
-        problem: String,
+        problem: crate::agent::NoAnswer,
     },
     /// The agent answered something the plugin cannot use.
     #[error("the overlay agent at {api} answered {request} with {problem}")]
