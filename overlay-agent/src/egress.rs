@@ -60,7 +60,7 @@ pub enum NftProblem {
     /// `spawn` failed
     #[error("cannot run it: {0}")]
     Spawn(std::io::Error),
-    /// still running after [`NFT_TIMEOUT`] (then killed)
+    /// still running after `NFT_TIMEOUT` (then killed)
     #[error("no answer within {NFT_TIMEOUT:?}")]
     Timeout,
     /// `waitpid(2)` failed
