@@ -37,7 +37,7 @@ pub mod identity;
 pub mod secret;
 
 pub use identity::Identity;
-pub use secret::{Secret, SecretSet};
+pub use secret::{Secret, SecretError, SecretSet};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -111,6 +111,8 @@ impl Auth {
                         }
                     }
                     Ok(Err(e)) => {
+                        // Logged once per distinct message, not every interval.
+                        let e = e.to_string();
                         if last_error.as_ref() != Some(&e) {
                             warn!(
                                 "--secret-file {}: {e}; keeping the secrets loaded before",

@@ -119,7 +119,7 @@ fn reset(args: &crate::reset::ResetArgs) -> ExitCode {
     }
 }
 
-fn print_outcome(outcome: Result<String, String>) -> ExitCode {
+fn print_outcome(outcome: Result<String, RequestError>) -> ExitCode {
     match outcome {
         Ok(text) => {
             print!("{text}");
@@ -188,8 +188,52 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Why a request to the local agent's API gave nothing to print; each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// the agent answered an error status, with the API's error message when it sent one
+    #[error("the agent at {api} answered {code}{}", colon_then(detail.as_deref()))]
+    Refused {
+        /// The API address asked.
+        api: String,
+        /// The HTTP status.
+        code: u16,
+        /// The `error` of the API's JSON body.
+        detail: Option<String>,
+    },
+    /// no connection, or the answer broke off
+    #[error("cannot reach the agent at {api} (is it running? see --api): {cause}")]
+    Unreachable {
+        /// The API address asked.
+        api: String,
+        /// The innermost cause's message (e.g. "Connection refused (os error 111)").
+        cause: String,
+    },
+    /// an answer that is not the JSON the request expects
+    #[error("the agent at {api} answered unexpectedly: {error}")]
+    Unexpected {
+        /// The API address asked.
+        api: String,
+        /// The decoding error.
+        error: std::io::Error,
+    },
+    /// a `/trace` answer that is not a trace
+    #[error("the agent at {api} answered an unexpected trace: {error}")]
+    UnexpectedTrace {
+        /// The API address asked.
+        api: String,
+        /// The decoding error.
+        error: serde_json::Error,
+    },
+}
+
+/// `: detail`, or nothing.
+fn colon_then(detail: Option<&str>) -> String {
+    detail.map(|d| format!(": {d}")).unwrap_or_default()
+}
+
 /// The status text (or JSON) of the agent at `args.api`, or a one-line error.
-fn fetch_status(args: &StatusArgs) -> Result<String, String> {
+fn fetch_status(args: &StatusArgs) -> Result<String, RequestError> {
     let path = match args.view {
         None => "status",
         Some(View::Peers) => "status/peers",
@@ -206,7 +250,7 @@ fn fetch_status(args: &StatusArgs) -> Result<String, String> {
 }
 
 /// Posts `address` to `/{action}`; the address the agent resolved it to.
-fn post_target(args: &TargetArgs, action: &str) -> Result<std::net::SocketAddr, String> {
+fn post_target(args: &TargetArgs, action: &str) -> Result<std::net::SocketAddr, RequestError> {
     let url = format!("http://{}/{action}", args.api.api);
     let response = answered(&args.api, {
         ureq::post(&url)
@@ -218,34 +262,67 @@ fn post_target(args: &TargetArgs, action: &str) -> Result<std::net::SocketAddr, 
     response
         .into_json::<TargetResponse>()
         .map(|r| r.address)
-        .map_err(|e| format!("the agent at {} answered unexpectedly: {e}", args.api.api))
+        .map_err(|error| RequestError::Unexpected {
+            api: args.api.api.clone(),
+            error,
+        })
 }
 
-/// The answer of a request, or its error answer or transport failure as one line.
+/// The answer of a request, or its error answer or transport failure.
 pub(crate) fn answered(
     api: &ApiArgs,
     sent: Result<ureq::Response, ureq::Error>,
-) -> Result<ureq::Response, String> {
+) -> Result<ureq::Response, RequestError> {
     match sent {
         Ok(r) => Ok(r),
-        Err(ureq::Error::Status(code, r)) => {
-            let detail = r
-                .into_json::<ApiError>()
-                .map_or_else(|_| String::new(), |e| format!(": {}", e.error));
-            Err(format!("the agent at {} answered {code}{detail}", api.api))
-        }
+        Err(ureq::Error::Status(code, r)) => Err(RequestError::Refused {
+            api: api.api.clone(),
+            code,
+            detail: r.into_json::<ApiError>().ok().map(|e| e.error),
+        }),
         Err(ureq::Error::Transport(t)) => Err(unreachable(api, &t)),
     }
 }
 
 /// "cannot reach the agent" with the innermost cause of `e`.
-pub(crate) fn unreachable(api: &ApiArgs, e: &dyn std::error::Error) -> String {
+pub(crate) fn unreachable(api: &ApiArgs, e: &dyn std::error::Error) -> RequestError {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;
     }
-    format!(
-        "cannot reach the agent at {} (is it running? see --api): {cause}",
-        api.api
-    )
+    RequestError::Unreachable {
+        api: api.api.clone(),
+        cause: cause.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_errors_are_one_line_naming_the_agent() {
+        let api = ApiArgs {
+            api: "127.0.0.1:6784".to_owned(),
+        };
+        let refused = |detail: Option<&str>| RequestError::Refused {
+            api: api.api.clone(),
+            code: 400,
+            detail: detail.map(str::to_owned),
+        };
+        assert_eq!(
+            refused(None).to_string(),
+            "the agent at 127.0.0.1:6784 answered 400"
+        );
+        assert_eq!(
+            refused(Some("bad address")).to_string(),
+            "the agent at 127.0.0.1:6784 answered 400: bad address"
+        );
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = std::io::Error::other(inner);
+        assert_eq!(
+            unreachable(&api, &outer).to_string(),
+            "cannot reach the agent at 127.0.0.1:6784 (is it running? see --api): refused"
+        );
+    }
 }

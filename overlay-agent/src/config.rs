@@ -14,7 +14,7 @@ mod tests;
 
 pub use args::RunArgs;
 pub use discover::{default_advertise_ip, resolve_peer, ResolveError};
-pub use layers::Origin;
+pub use layers::{FileError, Origin};
 pub use parse::{peer as parse_peer, AdvertiseSpec, Invalid, PeerAddr, DEFAULT_PEER_PORT};
 
 use ipnet::Ipv4Net;
@@ -91,7 +91,7 @@ impl LogFormat {
 pub type Origins = std::collections::BTreeMap<&'static str, Origin>;
 
 /// Why the configuration is not usable. Each message is one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A value does not parse or is out of range.
     #[error("invalid --{field} {value:?}{origin}: {reason}")]
@@ -111,7 +111,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: layers::FileError,
     },
     /// The hostname is not usable as a peer name.
     #[error("the hostname {0:?} is not a valid peer name; set one with --name")]
@@ -131,7 +131,7 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// What is wrong (never the secret).
-        reason: String,
+        reason: crate::auth::SecretError,
     },
 }
 

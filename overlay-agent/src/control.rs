@@ -30,7 +30,7 @@ pub mod noise;
 mod snapshot;
 
 pub use driver::{Driver, DriverConfig};
-pub use host::{Host, SystemHost};
+pub use host::{Host, SetAddressError, SystemHost};
 
 use crate::status::Status;
 use std::net::SocketAddr;

@@ -25,7 +25,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -50,8 +50,41 @@ pub enum EgressError {
         /// The binary.
         nft: PathBuf,
         /// Its error output, or why it could not run.
-        problem: String,
+        problem: NftProblem,
     },
+}
+
+/// How a run of `nft` failed (the binary and the action are in [`EgressError::Nft`]).
+#[derive(Debug, thiserror::Error)]
+pub enum NftProblem {
+    /// `spawn` failed
+    #[error("cannot run it: {0}")]
+    Spawn(std::io::Error),
+    /// still running after `NFT_TIMEOUT` (then killed)
+    #[error("no answer within {NFT_TIMEOUT:?}")]
+    Timeout,
+    /// `waitpid(2)` failed
+    #[error("waiting for it: {0}")]
+    Wait(std::io::Error),
+    /// it failed without a word, after the rules could not be written to its stdin
+    #[error("{status}; writing the rules: {error}")]
+    Write {
+        /// Its exit status.
+        status: ExitStatus,
+        /// The error writing its stdin.
+        error: std::io::Error,
+    },
+    /// it failed
+    #[error("{status}: {stderr}")]
+    Failed {
+        /// Its exit status.
+        status: ExitStatus,
+        /// Its error output (at most 4 KiB), whitespace collapsed to single spaces.
+        stderr: String,
+    },
+    /// the blocking task that ran it panicked or was cancelled
+    #[error("{0}")]
+    Task(tokio::task::JoinError),
 }
 
 /// The `nft -f` script that installs the rule for `cluster`, replacing any earlier version
@@ -114,7 +147,7 @@ impl Egress {
 
     /// Runs `nft -f -` with `script`, bounded by [`NFT_TIMEOUT`].
     fn nft(&self, action: &'static str, script: &str) -> Result<(), EgressError> {
-        let fail = |problem: String| EgressError::Nft {
+        let fail = |problem: NftProblem| EgressError::Nft {
             action,
             nft: self.nft.clone(),
             problem,
@@ -125,7 +158,7 @@ impl Egress {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| fail(format!("cannot run it: {e}")))?;
+            .map_err(|e| fail(NftProblem::Spawn(e)))?;
         let written = child
             .stdin
             .take()
@@ -140,9 +173,9 @@ impl Egress {
                 Ok(None) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(fail(format!("no answer within {NFT_TIMEOUT:?}")));
+                    return Err(fail(NftProblem::Timeout));
                 }
-                Err(e) => return Err(fail(format!("waiting for it: {e}"))),
+                Err(e) => return Err(fail(NftProblem::Wait(e))),
             }
         };
         if status.success() {
@@ -154,8 +187,8 @@ impl Egress {
         }
         let stderr = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
         Err(fail(match written {
-            Some(Err(e)) if stderr.is_empty() => format!("{status}; writing the rules: {e}"),
-            _ => format!("{status}: {stderr}"),
+            Some(Err(error)) if stderr.is_empty() => NftProblem::Write { status, error },
+            _ => NftProblem::Failed { status, stderr },
         }))
     }
 }
@@ -173,7 +206,7 @@ pub async fn start(cluster: Ipv4Net, on: bool) -> Result<Option<Egress>, EgressE
         .map_err(|e| EgressError::Nft {
             action: "installing",
             nft: egress.nft.clone(),
-            problem: e.to_string(),
+            problem: NftProblem::Task(e),
         })??;
     info!(
         table = TABLE,

@@ -6,7 +6,9 @@
 //! the old block are dropped; while the node has no block, nothing is handed out
 //! ([`IpamError::NoBlock`]), but allocations are kept for when the same block comes back.
 
-use crate::state::{read_json, write_json_atomic, StateDir, StateError, ALLOCATIONS_FILE};
+use crate::state::{
+    read_json, write_json_atomic, Corruption, StateDir, StateError, ALLOCATIONS_FILE,
+};
 use ipnet::Ipv4Net;
 use overlay_proto::ipam::{AllocError, BlockAllocator};
 use std::collections::BTreeSet;
@@ -180,14 +182,15 @@ impl IpamStore {
 }
 
 /// Checks what a file could have got wrong: addresses outside the block or given twice.
-fn check(a: &BlockAllocator) -> Result<(), String> {
+fn check(a: &BlockAllocator) -> Result<(), Corruption> {
     let mut seen = BTreeSet::new();
     for (key, addr) in a.iter() {
         if !a.block().contains(&addr) || !seen.insert(addr) {
-            return Err(format!(
-                "{key} holds {addr}, outside {} or twice",
-                a.block()
-            ));
+            return Err(Corruption::Allocation {
+                key: key.to_owned(),
+                addr,
+                block: a.block(),
+            });
         }
     }
     Ok(())

@@ -14,8 +14,8 @@
 //! Every step says what it did; the first failure stops it with a non-zero exit.
 
 use crate::auth::identity::IDENTITY_FILE;
-use crate::datapath;
-use crate::egress::{self, Egress};
+use crate::datapath::{self, DatapathError};
+use crate::egress::{self, Egress, EgressError};
 use crate::state::{ALLOCATIONS_FILE, CLAIM_FILE};
 use clap::Args;
 use std::io;
@@ -45,15 +45,34 @@ pub struct ResetArgs {
     pub keep_state: bool,
 }
 
+/// Why `reset` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// the TUN device cannot be removed (the first step: nothing else was touched)
+    #[error("{0}; nothing was removed")]
+    Device(DatapathError),
+    /// the pod egress masquerade cannot be removed
+    #[error("{0}")]
+    Egress(EgressError),
+    /// a state file cannot be deleted
+    #[error("cannot remove {}: {error}", path.display())]
+    RemoveFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error of `unlink(2)`.
+        error: io::Error,
+    },
+}
+
 /// Runs `reset`; returns the lines saying what was done, or the first error.
-pub fn reset(args: &ResetArgs, say: &mut dyn FnMut(&str)) -> Result<(), String> {
+pub fn reset(args: &ResetArgs, say: &mut dyn FnMut(&str)) -> Result<(), ResetError> {
     match datapath::remove_device(&args.iface) {
         Ok(true) => say(&format!(
             "removed TUN device {} (with its address and the cluster route)",
             args.iface
         )),
         Ok(false) => say(&format!("no device {}: nothing to remove", args.iface)),
-        Err(e) => return Err(format!("{e}; nothing was removed")),
+        Err(e) => return Err(ResetError::Device(e)),
     }
     match Egress::new(
         ipnet::Ipv4Net::default(),
@@ -64,7 +83,7 @@ pub fn reset(args: &ResetArgs, say: &mut dyn FnMut(&str)) -> Result<(), String> 
                 "removed the pod egress masquerade (nftables table ip {}) if there was one",
                 egress::TABLE
             )),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ResetError::Egress(e)),
         },
         Err(_) => say("nft not found: no pod egress masquerade to remove"),
     }
@@ -76,7 +95,7 @@ pub fn reset(args: &ResetArgs, say: &mut dyn FnMut(&str)) -> Result<(), String> 
 }
 
 /// Deletes the agent's files in `dir`, then `dir` if that leaves it empty.
-fn remove_state(dir: &Path, say: &mut dyn FnMut(&str)) -> Result<(), String> {
+fn remove_state(dir: &Path, say: &mut dyn FnMut(&str)) -> Result<(), ResetError> {
     let mut removed = 0;
     for name in [CLAIM_FILE, ALLOCATIONS_FILE, IDENTITY_FILE] {
         let path = dir.join(name);
@@ -86,7 +105,7 @@ fn remove_state(dir: &Path, say: &mut dyn FnMut(&str)) -> Result<(), String> {
                 say(&format!("removed {}", path.display()));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+            Err(error) => return Err(ResetError::RemoveFile { path, error }),
         }
     }
     if removed == 0 {

@@ -5,11 +5,13 @@
 //! so a crash leaves either the old or the new content, never a mix. A file that does not
 //! parse is reported with its path; it is never silently replaced.
 
+use ipnet::Ipv4Net;
 use overlay_proto::topology::Claim;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +39,32 @@ pub enum StateError {
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// The parse error.
-        reason: String,
+        /// What is wrong.
+        reason: Corruption,
+    },
+}
+
+/// What is wrong with the content of a state file.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    /// not the JSON of what the file holds
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// the identity's private key is not 64 hex digits
+    #[error("bad private key")]
+    PrivateKey,
+    /// the identity's public key is not 64 hex digits
+    #[error("bad public key")]
+    PublicKey,
+    /// a pod allocation outside the block, or an address held twice
+    #[error("{key} holds {addr}, outside {block} or twice")]
+    Allocation {
+        /// The allocation's key (container and interface).
+        key: String,
+        /// The address it holds.
+        addr: Ipv4Addr,
+        /// The block of the file.
+        block: Ipv4Net,
     },
 }
 
@@ -102,7 +128,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateErr
         .map(Some)
         .map_err(|e| StateError::Corrupt {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason: Corruption::Json(e),
         })
 }
 

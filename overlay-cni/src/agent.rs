@@ -37,9 +37,23 @@ enum Attempt {
     /// A final answer: status and body.
     Answer(u16, Vec<u8>),
     /// Worth retrying: what went wrong.
-    Retry(String),
+    Retry(NoAnswer),
     /// Not worth retrying: what went wrong.
-    Fail(String),
+    Fail(NoAnswer),
+}
+
+/// Why an attempt to ask the agent got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum NoAnswer {
+    /// the agent answered 503 (starting, or without a block yet), with its error text
+    #[error("HTTP 503: {0}")]
+    Unavailable(String),
+    /// the request was not sent or not answered (refused, reset, timed out, bad answer)
+    #[error("{0}")]
+    Transport(Box<ureq::Transport>),
+    /// the answer broke off
+    #[error("reading the answer: {0}")]
+    Read(std::io::Error),
 }
 
 impl AgentClient {
@@ -116,7 +130,7 @@ impl AgentClient {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let limit = remaining.clamp(MIN_ATTEMPT, MAX_ATTEMPT);
             let last = match self.attempt(method, path, body, limit) {
-                Attempt::Answer(503, body) => format!("HTTP 503: {}", error_text(&body)),
+                Attempt::Answer(503, body) => NoAnswer::Unavailable(error_text(&body)),
                 Attempt::Answer(status, body) => return Ok((status, body)),
                 Attempt::Retry(why) => why,
                 Attempt::Fail(why) => {
@@ -133,7 +147,7 @@ impl AgentClient {
                     api: self.api.to_string(),
                     request: format!("{method} {path}"),
                     waited: now.duration_since(start),
-                    last,
+                    last: last.to_string(),
                 });
             }
             // The last pause ends at the deadline, for one last attempt there.
@@ -164,8 +178,10 @@ impl AgentClient {
                     ureq::ErrorKind::ConnectionFailed
                     | ureq::ErrorKind::Io
                     | ureq::ErrorKind::BadStatus
-                    | ureq::ErrorKind::BadHeader => Attempt::Retry(t.to_string()),
-                    _ => Attempt::Fail(t.to_string()),
+                    | ureq::ErrorKind::BadHeader => {
+                        Attempt::Retry(NoAnswer::Transport(Box::new(t)))
+                    }
+                    _ => Attempt::Fail(NoAnswer::Transport(Box::new(t))),
                 };
             }
         };
@@ -177,7 +193,7 @@ impl AgentClient {
             .read_to_end(&mut bytes)
         {
             Ok(_) => Attempt::Answer(status, bytes),
-            Err(e) => Attempt::Retry(format!("reading the answer: {e}")),
+            Err(e) => Attempt::Retry(NoAnswer::Read(e)),
         }
     }
 

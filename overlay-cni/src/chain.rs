@@ -14,6 +14,7 @@
 //!   CNI_CONTAINERID and CNI_IFNAME.
 
 use crate::error::Error;
+use crate::mismatch::{Mismatch, PrevResult};
 use crate::result::{CniResult, Interface};
 use crate::wiring::host_veth_name;
 use ipnet::IpNet;
@@ -58,16 +59,16 @@ pub fn expected(
     netns: &Path,
     allocation: &Allocation,
 ) -> Result<Expected, Error> {
-    let mismatch = |what: String| Error::Check(format!("prevResult {what}"));
+    let mismatch = |what: PrevResult| Error::Check(Mismatch::PrevResult(what));
     let pod_index = prev
         .interfaces
         .iter()
         .position(|i| i.name == ifname && i.sandbox.as_deref().map(Path::new) == Some(netns))
         .ok_or_else(|| {
-            mismatch(format!(
-                "lists no interface {ifname} in {}",
-                netns.display()
-            ))
+            mismatch(PrevResult::NoInterface {
+                ifname: ifname.to_owned(),
+                netns: netns.to_owned(),
+            })
         })?;
     let pod = &prev.interfaces[pod_index];
     let host_name = host_veth_name(container_id, ifname);
@@ -75,7 +76,7 @@ pub fn expected(
         .interfaces
         .iter()
         .find(|i| i.name == host_name && is_host_side(i))
-        .ok_or_else(|| mismatch(format!("lists no host interface {host_name}")))?;
+        .ok_or_else(|| mismatch(PrevResult::NoHostInterface(host_name.clone())))?;
 
     let held = IpNet::V4(allocation.address);
     let gateway = IpAddr::V4(allocation.gateway);
@@ -85,27 +86,25 @@ pub fn expected(
         .filter(|ip| ip.interface == Some(pod_index) && ip.address.addr().is_ipv4())
         .collect();
     let Some(ip) = ours.iter().find(|ip| ip.address == held) else {
-        let listed: Vec<String> = ours.iter().map(|ip| ip.address.to_string()).collect();
-        return Err(mismatch(format!(
-            "gives {ifname} {}, but the overlay agent holds {held} for it",
-            if listed.is_empty() {
-                "no IPv4 address".to_owned()
-            } else {
-                listed.join(", ")
-            }
-        )));
+        return Err(mismatch(PrevResult::Address {
+            ifname: ifname.to_owned(),
+            listed: ours.iter().map(|ip| ip.address).collect(),
+            held,
+        }));
     };
     if let Some(other) = ours.iter().find(|ip| ip.address != held) {
-        return Err(mismatch(format!(
-            "gives {ifname} {} besides {held}, which the overlay agent does not hold",
-            other.address
-        )));
+        return Err(mismatch(PrevResult::ExtraAddress {
+            ifname: ifname.to_owned(),
+            other: other.address,
+            held,
+        }));
     }
-    if ip.gateway.is_some_and(|g| g != gateway) {
-        return Err(mismatch(format!(
-            "gives {held} gateway {}, but the node address is {gateway}",
-            ip.gateway.map_or_else(String::new, |g| g.to_string())
-        )));
+    if let Some(listed) = ip.gateway.filter(|g| *g != gateway) {
+        return Err(mismatch(PrevResult::Gateway {
+            held,
+            listed,
+            gateway,
+        }));
     }
     let default_route = prev.routes.iter().any(|r| {
         r.dst == IpNet::V4(ipnet::Ipv4Net::default()) && r.gw.or(ip.gateway) == Some(gateway)
@@ -159,7 +158,7 @@ mod tests {
 
     fn check_error(prev: &CniResult) -> String {
         match expected(prev, "c1", "eth0", Path::new(NETNS), &allocation()) {
-            Err(Error::Check(m)) => m,
+            Err(Error::Check(m)) => m.to_string(),
             other => panic!("expected a check error, got {other:?}"),
         }
     }

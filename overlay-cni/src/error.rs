@@ -43,10 +43,10 @@ pub enum Error {
     Stdin(#[source] std::io::Error),
     /// The network configuration is not JSON of the expected shape.
     #[error("decoding the network configuration: {0}")]
-    Decode(String),
+    Decode(crate::netconf::Undecodable),
     /// The network configuration decodes but a value is unusable.
     #[error("invalid network configuration: {0}")]
-    Config(String),
+    Config(crate::netconf::BadConfig),
     /// The configuration asks for a CNI version this plugin does not speak.
     #[error("cniVersion {0:?} is not supported (supported: {supported})", supported = crate::SUPPORTED_VERSIONS.join(", "))]
     Version(String),
@@ -89,7 +89,7 @@ pub enum Error {
         request: String,
         /// How long the plugin waited.
         waited: Duration,
-        /// The last failure seen (goes into `details`).
+        /// The last failure seen, as text (goes into `details`).
         last: String,
     },
     /// The agent answered with an error.
@@ -112,7 +112,7 @@ pub enum Error {
         /// Method and path.
         request: String,
         /// What went wrong.
-        problem: String,
+        problem: crate::agent::NoAnswer,
     },
     /// The agent answered something the plugin cannot use.
     #[error("the overlay agent at {api} answered {request} with {problem}")]
@@ -129,10 +129,16 @@ pub enum Error {
     Netlink(#[from] crate::netlink::NetlinkError),
     /// Wiring went wrong in a way netlink did not report (a device missing after creation...).
     #[error("{0}")]
-    Wiring(String),
+    Wiring(crate::wiring::WiringError),
     /// CHECK found the pod's network not as ADD left it.
     #[error("check failed: {0}")]
-    Check(String),
+    Check(crate::mismatch::Mismatch),
+    /// A result this plugin built could not be serialized.
+    #[error("internal error: {0}")]
+    Internal(serde_json::Error),
+    /// The plugin panicked (the panic's message).
+    #[error("internal error: panic: {0}")]
+    Panic(String),
     /// Another failure, with what was being done.
     #[error("{what}: {source}")]
     Io {
@@ -163,6 +169,8 @@ impl Error {
             | Error::Netlink(_)
             | Error::Wiring(_)
             | Error::Check(_)
+            | Error::Internal(_)
+            | Error::Panic(_)
             | Error::Gc(_) => code::INTERNAL,
         }
     }
@@ -265,13 +273,24 @@ mod tests {
             env.to_string(),
             "environment variable CNI_IFNAME is missing"
         );
-        assert_eq!(Error::Decode("x".into()).code(), 6);
-        assert_eq!(Error::Config("x".into()).code(), 7);
+        assert_eq!(
+            Error::Decode(crate::netconf::Undecodable::TooLong).code(),
+            6
+        );
+        assert_eq!(Error::Config(crate::netconf::BadConfig::NoName).code(), 7);
         assert_eq!(Error::Version("0.3.1".into()).code(), 1);
         assert!(Error::Version("0.3.1".into())
             .to_string()
             .contains("1.0.0, 1.1.0"));
-        assert_eq!(Error::Check("x".into()).code(), 999);
+        assert_eq!(
+            Error::Check(crate::mismatch::Mismatch::BridgeDown("b".into())).code(),
+            999
+        );
+        assert_eq!(Error::Panic("x".into()).code(), 999);
+        assert_eq!(
+            Error::Panic("boom".into()).to_string(),
+            "internal error: panic: boom"
+        );
         let gc_on_1_0 = Error::CommandVersion {
             command: "GC",
             version: "1.0.0".into(),
@@ -292,7 +311,7 @@ mod tests {
 
     #[test]
     fn details_accumulate() {
-        let mut r = Error::Wiring("boom".into()).reply();
+        let mut r = Error::Panic("boom".into()).reply();
         assert_eq!(r.details, "");
         r.add_detail("a");
         r.add_detail("b");

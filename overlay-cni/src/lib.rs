@@ -19,7 +19,7 @@
 //! - [`env`]: the CNI_* environment variables.
 //! - [`netconf`]: the network configuration on stdin.
 //! - [`result`]: the CNI result and VERSION answer.
-//! - [`error`]: failures, their CNI codes, the error JSON.
+//! - [`error`]: failures, their CNI codes, the error JSON; [`mismatch`]: what CHECK found.
 //! - [`agent`]: the agent's IPAM API, with bounded waiting.
 //! - [`wiring`]: the recipe on the node and in the pod (what the root tests drive).
 //! - [`netlink`]: the synchronous facade over rtnetlink.
@@ -32,6 +32,7 @@ pub mod env;
 pub mod error;
 pub mod garp;
 pub mod gc;
+pub mod mismatch;
 pub mod netconf;
 pub mod netlink;
 pub mod netns;

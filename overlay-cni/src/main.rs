@@ -30,8 +30,7 @@ fn main() -> ExitCode {
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            let reply =
-                overlay_cni::Error::Wiring(format!("internal error: panic: {what}")).reply();
+            let reply = overlay_cni::Error::Panic(what).reply();
             (Some(reply.to_json()), ExitCode::FAILURE)
         }
     };

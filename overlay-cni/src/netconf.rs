@@ -10,7 +10,7 @@
 //! [`CniResult`], and for GC `cni.dev/valid-attachments` (libcni also sends the same list
 //! as `cni.dev/attachments`, the key's draft name, which is read when the other is absent).
 
-use crate::env::check_ifname;
+use crate::env::{check_ifname, BadIfname};
 use crate::error::Error;
 use crate::result::CniResult;
 use serde::Deserialize;
@@ -84,6 +84,58 @@ pub struct NetConf {
     pub valid_attachments: Option<Vec<GcAttachment>>,
 }
 
+/// Why the network configuration does not decode ([`Error::Decode`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Undecodable {
+    /// more than [`MAX_NETCONF_LEN`] bytes on stdin
+    #[error("longer than {MAX_NETCONF_LEN} bytes")]
+    TooLong,
+    /// not JSON of the configuration's shape
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// a `prevResult` that is no CNI result
+    #[error("prevResult: {0}")]
+    PrevResult(serde_json::Error),
+}
+
+/// What is unusable in a network configuration that decodes ([`Error::Config`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BadConfig {
+    /// no `cniVersion`
+    #[error("cniVersion is missing")]
+    NoVersion,
+    /// no `name`
+    #[error("name is missing")]
+    NoName,
+    /// a `name` the runtimes do not accept
+    #[error("name {0:?} must start with a letter or digit and contain only [A-Za-z0-9_.-]")]
+    Name(String),
+    /// no or an empty `type`
+    #[error("type is missing")]
+    NoType,
+    /// an `api` that is not `IP:PORT`
+    #[error("api {0:?} is not an IP:PORT address (e.g. {DEFAULT_API:?})")]
+    Api(String),
+    /// an `api` with port 0
+    #[error("api {0:?} has port 0")]
+    ApiPortZero(String),
+    /// an `mtu` outside [`MTU_RANGE`]
+    #[error("mtu {0} is outside {min}..={max}", min = MTU_RANGE.start(), max = MTU_RANGE.end())]
+    Mtu(u32),
+    /// a `bridge` that is no interface name
+    #[error("bridge: {0}")]
+    Bridge(BadIfname),
+    /// an `agentWaitSeconds` over [`MAX_AGENT_WAIT_SECONDS`]
+    #[error("agentWaitSeconds {0} is more than {MAX_AGENT_WAIT_SECONDS}")]
+    AgentWait(u64),
+    /// CHECK without the attachment's result
+    #[error("CHECK needs the attachment's result as prevResult")]
+    CheckWithoutPrevResult,
+    /// GC without the list of attachments in use (every attachment would look stale)
+    #[error("GC needs cni.dev/valid-attachments (the attachments still in use)")]
+    GcWithoutValidAttachments,
+}
+
 impl NetConf {
     /// Reads (at most [`MAX_NETCONF_LEN`] bytes) and parses the configuration from `input`.
     pub fn read(input: &mut dyn Read) -> Result<NetConf, Error> {
@@ -93,65 +145,50 @@ impl NetConf {
             .read_to_end(&mut bytes)
             .map_err(Error::Stdin)?;
         if bytes.len() as u64 > MAX_NETCONF_LEN {
-            return Err(Error::Decode(format!(
-                "longer than {MAX_NETCONF_LEN} bytes"
-            )));
+            return Err(Error::Decode(Undecodable::TooLong));
         }
         NetConf::parse(&bytes)
     }
 
     /// Parses and checks a configuration.
     pub fn parse(bytes: &[u8]) -> Result<NetConf, Error> {
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        let cni_version = raw
-            .cni_version
-            .ok_or_else(|| Error::Config("cniVersion is missing".into()))?;
+        let raw: Raw =
+            serde_json::from_slice(bytes).map_err(|e| Error::Decode(Undecodable::Json(e)))?;
+        let cni_version = raw.cni_version.ok_or(Error::Config(BadConfig::NoVersion))?;
         if !crate::SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
             return Err(Error::Version(cni_version));
         }
-        let name = raw
-            .name
-            .ok_or_else(|| Error::Config("name is missing".into()))?;
+        let name = raw.name.ok_or(Error::Config(BadConfig::NoName))?;
         if !valid_network_name(&name) {
-            return Err(Error::Config(format!(
-                "name {name:?} must start with a letter or digit and contain only [A-Za-z0-9_.-]"
-            )));
+            return Err(Error::Config(BadConfig::Name(name)));
         }
         let kind = raw
             .kind
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| Error::Config("type is missing".into()))?;
+            .ok_or(Error::Config(BadConfig::NoType))?;
         let api_text = raw.api.unwrap_or_else(|| DEFAULT_API.to_owned());
-        let api: SocketAddr = api_text.parse().map_err(|_| {
-            Error::Config(format!(
-                "api {api_text:?} is not an IP:PORT address (e.g. {DEFAULT_API:?})"
-            ))
-        })?;
+        let Ok(api) = api_text.parse::<SocketAddr>() else {
+            return Err(Error::Config(BadConfig::Api(api_text)));
+        };
         if api.port() == 0 {
-            return Err(Error::Config(format!("api {api_text:?} has port 0")));
+            return Err(Error::Config(BadConfig::ApiPortZero(api_text)));
         }
         if let Some(mtu) = raw.mtu {
             if !MTU_RANGE.contains(&mtu) {
-                return Err(Error::Config(format!(
-                    "mtu {mtu} is outside {}..={}",
-                    MTU_RANGE.start(),
-                    MTU_RANGE.end()
-                )));
+                return Err(Error::Config(BadConfig::Mtu(mtu)));
             }
         }
         let bridge = raw.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_owned());
-        check_ifname(&bridge).map_err(|e| Error::Config(format!("bridge: {e}")))?;
+        check_ifname(&bridge).map_err(|e| Error::Config(BadConfig::Bridge(e)))?;
         let wait = raw.agent_wait_seconds.unwrap_or(DEFAULT_AGENT_WAIT_SECONDS);
         if wait > MAX_AGENT_WAIT_SECONDS {
-            return Err(Error::Config(format!(
-                "agentWaitSeconds {wait} is more than {MAX_AGENT_WAIT_SECONDS}"
-            )));
+            return Err(Error::Config(BadConfig::AgentWait(wait)));
         }
         let prev_result = raw
             .prev_result
             .map(serde_json::from_value::<CniResult>)
             .transpose()
-            .map_err(|e| Error::Decode(format!("prevResult: {e}")))?;
+            .map_err(|e| Error::Decode(Undecodable::PrevResult(e)))?;
         Ok(NetConf {
             cni_version,
             name,
@@ -183,7 +220,7 @@ mod tests {
 
     fn config_error(s: &str) -> String {
         match parse(s) {
-            Err(Error::Config(m)) => m,
+            Err(Error::Config(m)) => m.to_string(),
             other => panic!("expected a config error for {s}, got {other:?}"),
         }
     }
@@ -220,7 +257,7 @@ mod tests {
             r#"{"cniVersion":"1.1.0","name":"o","type":"t","prevResult":[]}"#,
         ] {
             match parse(bad) {
-                Err(Error::Decode(m)) => assert!(m.contains("prevResult"), "{m}"),
+                Err(Error::Decode(m)) => assert!(m.to_string().contains("prevResult"), "{m}"),
                 other => panic!("{bad}: {other:?}"),
             }
         }
@@ -314,7 +351,7 @@ mod tests {
             let m = config_error(&format!("{{{base},{extra}}}"));
             assert!(m.contains(field), "{extra}: {m}");
         }
-        assert_eq!(Error::Config(String::new()).code(), 7);
+        assert_eq!(Error::Config(BadConfig::NoName).code(), 7);
     }
 
     #[test]

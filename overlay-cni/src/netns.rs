@@ -5,6 +5,7 @@
 //! namespace of the thread that opened it.
 
 use crate::error::Error;
+use crate::wiring::WiringError;
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
@@ -103,9 +104,8 @@ impl PodNetns {
                     source: e,
                 })?;
             worker.join().unwrap_or_else(|_| {
-                Err(Error::Wiring(format!(
-                    "the thread working inside {:?} panicked",
-                    self.path
+                Err(Error::Wiring(WiringError::NetnsThreadPanicked(
+                    self.path.clone(),
                 )))
             })
         })

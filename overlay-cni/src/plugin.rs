@@ -4,7 +4,8 @@ use crate::agent::AgentClient;
 use crate::chain;
 use crate::env::{CniEnv, Command};
 use crate::error::{Error, ErrorReply};
-use crate::netconf::{NetConf, MAX_NETCONF_LEN};
+use crate::mismatch::Mismatch;
+use crate::netconf::{BadConfig, NetConf, MAX_NETCONF_LEN};
 use crate::netns::PodNetns;
 use crate::result::{CniResult, VersionInfo};
 use crate::wiring::{self, Attachment};
@@ -24,7 +25,7 @@ pub fn run(
     if env.command == Command::Version {
         return serde_json::to_string(&VersionInfo::ours(&version_asked(stdin)))
             .map(Some)
-            .map_err(|e| internal(&e.to_string()));
+            .map_err(|e| Error::Internal(e).reply());
     }
     let conf = NetConf::read(stdin).map_err(|e| e.reply())?;
     let answered = match env.command {
@@ -82,7 +83,7 @@ fn add(env: &CniEnv, conf: &NetConf) -> Result<String, ErrorReply> {
     let ours = CniResult::for_pod(&conf.cni_version, &wired, &allocation, &att.netns, mtu);
     chain::add_result(conf.prev_result.as_ref(), ours)
         .to_json()
-        .map_err(|e| internal(&e.to_string()))
+        .map_err(|e| Error::Internal(e).reply())
 }
 
 /// DEL: interfaces first (so an address is never reused while still configured), then the
@@ -97,18 +98,19 @@ fn del(env: &CniEnv, conf: &NetConf) -> Result<(), ErrorReply> {
 /// CHECK: the agent still holds the address, the `prevResult` lists what this plugin made
 /// and agrees with the agent, and the node and the pod are wired that way.
 fn check(env: &CniEnv, conf: &NetConf) -> Result<(), ErrorReply> {
-    let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        Error::Config("CHECK needs the attachment's result as prevResult".into()).reply()
-    })?;
+    let prev = conf
+        .prev_result
+        .as_ref()
+        .ok_or_else(|| Error::Config(BadConfig::CheckWithoutPrevResult).reply())?;
     let att = attachment(env, conf);
     let allocation = AgentClient::new(conf.api, conf.agent_wait)
         .get(&env.container_id, &env.ifname)
         .map_err(|e| e.reply())?
         .ok_or_else(|| {
-            Error::Check(format!(
-                "the overlay agent holds no address for {}/{}",
-                env.container_id, env.ifname
-            ))
+            Error::Check(Mismatch::NotHeld {
+                container_id: env.container_id.clone(),
+                ifname: env.ifname.clone(),
+            })
             .reply()
         })?;
     let expected = chain::expected(
@@ -127,8 +129,7 @@ fn gc(conf: &NetConf) -> Result<(), ErrorReply> {
     needs_1_1(Command::Gc, conf)?;
     let valid = conf.valid_attachments.as_deref().ok_or_else(|| {
         // Without the list every attachment would look stale: refuse rather than guess.
-        Error::Config("GC needs cni.dev/valid-attachments (the attachments still in use)".into())
-            .reply()
+        Error::Config(BadConfig::GcWithoutValidAttachments).reply()
     })?;
     let agent = AgentClient::new(conf.api, conf.agent_wait);
     crate::gc::collect(&agent, &conf.bridge, valid)
@@ -167,8 +168,4 @@ fn needs_1_1(command: Command, conf: &NetConf) -> Result<(), ErrorReply> {
         }
         .reply())
     }
-}
-
-fn internal(what: &str) -> ErrorReply {
-    Error::Wiring(format!("internal error: {what}")).reply()
 }

@@ -8,6 +8,7 @@
 
 use crate::chain::Expected;
 use crate::error::Error;
+use crate::mismatch::Mismatch;
 use crate::netlink::{DefaultRoute, Link, Netlink};
 use crate::netns::PodNetns;
 use ipnet::Ipv4Net;
@@ -44,6 +45,42 @@ pub struct Wired {
     pub pod_name: String,
     /// Its MAC.
     pub pod_mac: String,
+}
+
+/// Wiring that went wrong in a way netlink did not report ([`Error::Wiring`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// CNI_IFNAME is taken in the pod's namespace
+    #[error("interface {ifname} already exists in {netns:?}")]
+    PodInterfaceExists {
+        /// CNI_IFNAME.
+        ifname: String,
+        /// The pod's namespace.
+        netns: PathBuf,
+    },
+    /// the host veth was gone right after it was created
+    #[error("veth {0} vanished right after creation")]
+    VethVanished(String),
+    /// the bridge was gone right after it was created
+    #[error("bridge {0} vanished right after creation")]
+    BridgeVanished(String),
+    /// the bridge's name is taken by a device of another kind
+    #[error("{name} exists but is a {kind} device, not a bridge")]
+    NotABridge {
+        /// The bridge's name.
+        name: String,
+        /// The device's kind ("plain" without one).
+        kind: String,
+    },
+    /// the pod end of the veth is not in the pod's namespace
+    #[error("{0} did not arrive in the pod's namespace")]
+    NotInPod(String),
+    /// the pod has a default route already (another interface plugin came first)
+    #[error("the pod already has a default route")]
+    DefaultRouteExists,
+    /// the thread entering the pod's namespace panicked
+    #[error("the thread working inside {0:?} panicked")]
+    NetnsThreadPanicked(PathBuf),
 }
 
 /// The host end's name: `ovl` and 12 hex digits of SHA-256(`container_id/ifname`), so DEL
@@ -97,10 +134,10 @@ pub fn wire(att: &Attachment, allocation: &Allocation, mtu: u32) -> Result<Wired
     }
     nl.add_veth(&host, &att.ifname, ns.fd(), mtu).map_err(|e| {
         if e.is(libc::EEXIST) {
-            Error::Wiring(format!(
-                "interface {} already exists in {:?}",
-                att.ifname, att.netns
-            ))
+            Error::Wiring(WiringError::PodInterfaceExists {
+                ifname: att.ifname.clone(),
+                netns: att.netns.clone(),
+            })
         } else {
             e.into()
         }
@@ -127,7 +164,7 @@ fn finish(
 ) -> Result<Wired, Error> {
     let host_link = nl
         .link(host)?
-        .ok_or_else(|| Error::Wiring(format!("veth {host} vanished right after creation")))?;
+        .ok_or_else(|| Error::Wiring(WiringError::VethVanished(host.to_owned())))?;
     nl.set_up(host_link.index, None, Some(bridge.index))?;
     nl.set_hairpin(host_link.index)?;
     let ifname = att.ifname.as_str();
@@ -164,16 +201,15 @@ fn ensure_bridge(
         None => {
             // Another plugin may create it at the same moment; add_bridge accepts EEXIST.
             nl.add_bridge(name, mtu, mac)?;
-            nl.link(name)?.ok_or_else(|| {
-                Error::Wiring(format!("bridge {name} vanished right after creation"))
-            })?
+            nl.link(name)?
+                .ok_or_else(|| Error::Wiring(WiringError::BridgeVanished(name.to_owned())))?
         }
     };
     if link.kind.as_deref() != Some("bridge") {
-        return Err(Error::Wiring(format!(
-            "{name} exists but is a {} device, not a bridge",
-            link.kind.as_deref().unwrap_or("plain")
-        )));
+        return Err(Error::Wiring(WiringError::NotABridge {
+            name: name.to_owned(),
+            kind: link.kind.unwrap_or_else(|| "plain".to_owned()),
+        }));
     }
     let present = nl.addresses(link.index)?;
     if !present.contains(&address) {
@@ -202,13 +238,13 @@ fn configure_pod(ifname: &str, allocation: &Allocation) -> Result<String, Error>
     }
     let link = nl
         .link(ifname)?
-        .ok_or_else(|| Error::Wiring(format!("{ifname} did not arrive in the pod's namespace")))?;
+        .ok_or_else(|| Error::Wiring(WiringError::NotInPod(ifname.to_owned())))?;
     nl.add_address(link.index, allocation.address)?;
     nl.set_up(link.index, None, None)?;
     nl.add_default_route(allocation.gateway, link.index)
         .map_err(|e| {
             if e.is(libc::EEXIST) {
-                Error::Wiring("the pod already has a default route".to_owned())
+                Error::Wiring(WiringError::DefaultRouteExists)
             } else {
                 e.into()
             }
@@ -268,65 +304,75 @@ pub fn check(att: &Attachment, allocation: &Allocation, expect: &Expected) -> Re
     let gateway = bridge_address(allocation);
     let bridge = nl
         .link(&att.bridge)?
-        .ok_or_else(|| Error::Check(format!("bridge {} is missing on the node", att.bridge)))?;
+        .ok_or_else(|| Error::Check(Mismatch::BridgeMissing(att.bridge.clone())))?;
     if !bridge.up {
-        return Err(Error::Check(format!("bridge {} is down", att.bridge)));
+        return Err(Error::Check(Mismatch::BridgeDown(att.bridge.clone())));
     }
     if !nl.addresses(bridge.index)?.contains(&gateway) {
-        return Err(Error::Check(format!(
-            "bridge {} does not carry the node address {gateway}",
-            att.bridge
-        )));
+        return Err(Error::Check(Mismatch::BridgeAddress {
+            bridge: att.bridge.clone(),
+            gateway,
+        }));
     }
     let host = host_veth_name(&att.container_id, &att.ifname);
     let host_link = nl
         .link(&host)?
-        .ok_or_else(|| Error::Check(format!("host veth {host} is missing on the node")))?;
+        .ok_or_else(|| Error::Check(Mismatch::HostVethMissing(host.clone())))?;
     if host_link.controller != Some(bridge.index) {
-        return Err(Error::Check(format!(
-            "host veth {host} is not attached to bridge {}",
-            att.bridge
-        )));
+        return Err(Error::Check(Mismatch::HostVethDetached {
+            host,
+            bridge: att.bridge.clone(),
+        }));
     }
     if !host_link.up {
-        return Err(Error::Check(format!("host veth {host} is down")));
+        return Err(Error::Check(Mismatch::HostVethDown(host)));
     }
     if let Some(mac) = expect.host_mac.as_deref().filter(|m| *m != host_link.mac) {
-        return Err(Error::Check(format!(
-            "host veth {host} has MAC {}, the result says {mac}",
-            host_link.mac
-        )));
+        return Err(Error::Check(Mismatch::HostVethMac {
+            host,
+            mac: host_link.mac,
+            expected: mac.to_owned(),
+        }));
     }
     let ns = PodNetns::open(&att.netns)?;
     let ifname = att.ifname.as_str();
-    let netns = att.netns.display().to_string();
+    let netns = &att.netns;
     ns.run(|| {
         let nl = Netlink::open()?;
-        let link = nl
-            .link(ifname)?
-            .ok_or_else(|| Error::Check(format!("interface {ifname} is missing in {netns}")))?;
+        let link = nl.link(ifname)?.ok_or_else(|| {
+            Error::Check(Mismatch::PodMissing {
+                ifname: ifname.to_owned(),
+                netns: netns.clone(),
+            })
+        })?;
         if !link.up {
-            return Err(Error::Check(format!(
-                "interface {ifname} in {netns} is down"
-            )));
+            return Err(Error::Check(Mismatch::PodDown {
+                ifname: ifname.to_owned(),
+                netns: netns.clone(),
+            }));
         }
         if let Some(mac) = expect.pod_mac.as_deref().filter(|m| *m != link.mac) {
-            return Err(Error::Check(format!(
-                "interface {ifname} in {netns} has MAC {}, the result says {mac}",
-                link.mac
-            )));
+            return Err(Error::Check(Mismatch::PodMac {
+                ifname: ifname.to_owned(),
+                netns: netns.clone(),
+                mac: link.mac,
+                expected: mac.to_owned(),
+            }));
         }
         if let Some(mtu) = expect.mtu.filter(|m| *m != link.mtu) {
-            return Err(Error::Check(format!(
-                "interface {ifname} in {netns} has MTU {}, the result says {mtu}",
-                link.mtu
-            )));
+            return Err(Error::Check(Mismatch::PodMtu {
+                ifname: ifname.to_owned(),
+                netns: netns.clone(),
+                mtu: link.mtu,
+                expected: mtu,
+            }));
         }
         if !nl.addresses(link.index)?.contains(&allocation.address) {
-            return Err(Error::Check(format!(
-                "interface {ifname} in {netns} does not have address {}",
-                allocation.address
-            )));
+            return Err(Error::Check(Mismatch::PodAddress {
+                ifname: ifname.to_owned(),
+                netns: netns.clone(),
+                address: allocation.address,
+            }));
         }
         if !expect.default_route {
             return Ok(());
@@ -335,10 +381,11 @@ pub fn check(att: &Attachment, allocation: &Allocation, expect: &Expected) -> Re
         let via_gateway =
             |r: &DefaultRoute| r.gateway == Some(allocation.gateway) && r.oif == Some(link.index);
         if !routes.iter().any(via_gateway) {
-            return Err(Error::Check(format!(
-                "{netns} has no default route via {} on {ifname}",
-                allocation.gateway
-            )));
+            return Err(Error::Check(Mismatch::NoDefaultRoute {
+                netns: netns.clone(),
+                gateway: allocation.gateway,
+                ifname: ifname.to_owned(),
+            }));
         }
         Ok(())
     })

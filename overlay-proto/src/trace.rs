@@ -141,10 +141,33 @@ pub enum TraceError {
     Truncated(usize),
     /// A field holds a value this build does not know.
     #[error("trace payload field {0} is invalid")]
-    Invalid(&'static str),
+    Invalid(TraceField),
     /// The caller's buffer is too small.
     #[error("buffer too small for the trace payload")]
     BufferTooSmall,
+}
+
+/// A field of a trace payload, named in [`TraceError::Invalid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TraceField {
+    /// The probe's first hop limit (zero).
+    #[error("first hop limit")]
+    FirstHopLimit,
+    /// The report's action byte.
+    #[error("action")]
+    Action,
+    /// The address family of a relay report's next hop.
+    #[error("address family")]
+    AddressFamily,
+    /// The cause of a drop report.
+    #[error("cause")]
+    Cause,
+    /// The device name of a deliver report.
+    #[error("device")]
+    Device,
+    /// The bridge name of a deliver report.
+    #[error("bridge")]
+    Bridge,
 }
 
 /// Hop number of an agent receiving a header with `hop_limit` for a probe sent with
@@ -171,7 +194,7 @@ impl Probe {
             .ok_or(TraceError::Truncated(buf.len()))?;
         let first_hop_limit = b[12];
         if first_hop_limit == 0 {
-            return Err(TraceError::Invalid("first hop limit"));
+            return Err(TraceError::Invalid(TraceField::FirstHopLimit));
         }
         Ok(Probe {
             nonce: u64_at(&b[0..8]),
@@ -194,11 +217,11 @@ impl Report {
         let (device, bridge): (&[u8], Option<&[u8]>) = match &self.action {
             Action::Deliver { device, bridge, .. } => {
                 if !valid_device(device.as_bytes()) {
-                    return Err(TraceError::Invalid("device"));
+                    return Err(TraceError::Invalid(TraceField::Device));
                 }
                 let bridge = bridge.as_deref().map(str::as_bytes);
                 if bridge.is_some_and(|b| !valid_device(b)) {
-                    return Err(TraceError::Invalid("bridge"));
+                    return Err(TraceError::Invalid(TraceField::Bridge));
                 }
                 (device.as_bytes(), bridge)
             }
@@ -263,7 +286,7 @@ impl Report {
                         a.copy_from_slice(&b[23..39]);
                         IpAddr::V6(Ipv6Addr::from(a))
                     }
-                    _ => return Err(TraceError::Invalid("address family")),
+                    _ => return Err(TraceError::Invalid(TraceField::AddressFamily)),
                 };
                 Action::Relay {
                     next: PeerId(u64_at(&b[12..20])),
@@ -276,7 +299,7 @@ impl Report {
                     .get(REPORT_FIXED_LEN..REPORT_FIXED_LEN + n)
                     .ok_or(TraceError::Truncated(buf.len()))?;
                 if !valid_device(name) {
-                    return Err(TraceError::Invalid("device"));
+                    return Err(TraceError::Invalid(TraceField::Device));
                 }
                 let at = REPORT_FIXED_LEN + n;
                 let bridge = match buf.get(at).map(|l| usize::from(*l)) {
@@ -286,7 +309,7 @@ impl Report {
                             .get(at + 1..at + 1 + l)
                             .ok_or(TraceError::Truncated(buf.len()))?;
                         if !valid_device(bridge) {
-                            return Err(TraceError::Invalid("bridge"));
+                            return Err(TraceError::Invalid(TraceField::Bridge));
                         }
                         Some(ascii(bridge))
                     }
@@ -297,8 +320,10 @@ impl Report {
                     bridge,
                 }
             }
-            DROP => Action::Drop(Cause::from_u8(b[11]).ok_or(TraceError::Invalid("cause"))?),
-            _ => return Err(TraceError::Invalid("action")),
+            DROP => {
+                Action::Drop(Cause::from_u8(b[11]).ok_or(TraceError::Invalid(TraceField::Cause))?)
+            }
+            _ => return Err(TraceError::Invalid(TraceField::Action)),
         };
         Ok(Report { nonce, hop, action })
     }
@@ -361,7 +386,11 @@ mod tests {
         b[12] = 0;
         assert_eq!(
             Probe::parse(&b),
-            Err(TraceError::Invalid("first hop limit"))
+            Err(TraceError::Invalid(TraceField::FirstHopLimit))
+        );
+        assert_eq!(
+            TraceError::Invalid(TraceField::FirstHopLimit).to_string(),
+            "trace payload field first hop limit is invalid"
         );
         let mut b = PROBE;
         b[13] = 0xee;
@@ -466,17 +495,23 @@ mod tests {
         }
         let mut b = RELAY_REPORT;
         b[9] = 0;
-        assert_eq!(Report::parse(&b), Err(TraceError::Invalid("action")));
+        assert_eq!(
+            Report::parse(&b),
+            Err(TraceError::Invalid(TraceField::Action))
+        );
         let mut b = RELAY_REPORT;
         b[20] = 5;
         assert_eq!(
             Report::parse(&b),
-            Err(TraceError::Invalid("address family"))
+            Err(TraceError::Invalid(TraceField::AddressFamily))
         );
         let mut b = RELAY_REPORT;
         b[9] = 3;
         b[11] = 0;
-        assert_eq!(Report::parse(&b), Err(TraceError::Invalid("cause")));
+        assert_eq!(
+            Report::parse(&b),
+            Err(TraceError::Invalid(TraceField::Cause))
+        );
         // A device name longer than the payload, empty, too long or unprintable.
         let mut b = [0u8; REPORT_FIXED_LEN + 20];
         b[9] = 2;
@@ -497,7 +532,7 @@ mod tests {
             b[40..40 + name.len()].copy_from_slice(name);
             assert_eq!(
                 Report::parse(&b),
-                Err(TraceError::Invalid("device")),
+                Err(TraceError::Invalid(TraceField::Device)),
                 "{name:?}"
             );
         }
@@ -510,7 +545,10 @@ mod tests {
                 bridge: None,
             },
         };
-        assert_eq!(bad.emit(&mut [0u8; 64]), Err(TraceError::Invalid("device")));
+        assert_eq!(
+            bad.emit(&mut [0u8; 64]),
+            Err(TraceError::Invalid(TraceField::Device))
+        );
     }
 
     #[test]

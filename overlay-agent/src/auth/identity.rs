@@ -5,7 +5,7 @@
 //! peer really is.
 
 use super::secret::hex;
-use crate::state::{read_json, write_json_atomic, StateDir, StateError};
+use crate::state::{read_json, write_json_atomic, Corruption, StateDir, StateError};
 use overlay_proto::noise::Keypair;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -45,13 +45,14 @@ impl Identity {
     /// The key pair of `state`, created (and persisted) when there is none.
     pub fn load_or_create(state: &StateDir) -> Result<Identity, StateError> {
         let path = state.file(IDENTITY_FILE);
-        let corrupt = |reason: &str| StateError::Corrupt {
+        let corrupt = |reason: Corruption| StateError::Corrupt {
             path: path.clone(),
-            reason: reason.to_owned(),
+            reason,
         };
         if let Some(stored) = read_json::<Stored>(&path)? {
-            let private = unhex32(&stored.private).ok_or_else(|| corrupt("bad private key"))?;
-            let public = unhex32(&stored.public).ok_or_else(|| corrupt("bad public key"))?;
+            let private =
+                unhex32(&stored.private).ok_or_else(|| corrupt(Corruption::PrivateKey))?;
+            let public = unhex32(&stored.public).ok_or_else(|| corrupt(Corruption::PublicKey))?;
             return Ok(Identity { private, public });
         }
         let id = Identity::generate();

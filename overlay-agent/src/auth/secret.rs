@@ -17,7 +17,7 @@ use overlay_proto::noise::Psk;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -68,6 +68,47 @@ impl Secret {
     }
 }
 
+/// Why a secret file cannot be used. The path is the caller's context; no message holds the
+/// secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// a secret shorter than [`MIN_SECRET_LEN`]
+    #[error("the secret on line {line} is {len} bytes, shorter than {MIN_SECRET_LEN}")]
+    TooShort {
+        /// Its line number (from 1).
+        line: usize,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// a secret longer than [`MAX_SECRET_LEN`]
+    #[error("the secret on line {line} is longer than {MAX_SECRET_LEN} bytes")]
+    TooLong {
+        /// Its line number (from 1).
+        line: usize,
+    },
+    /// only blank and comment lines
+    #[error("no secret in it")]
+    Empty,
+    /// a third secret
+    #[error("more than two secrets (a current and a next one)")]
+    TooMany,
+    /// `open(2)` failed
+    #[error("cannot read it: {0}")]
+    Open(io::Error),
+    /// `fstat(2)` failed
+    #[error("cannot stat it: {0}")]
+    Stat(io::Error),
+    /// a directory, device or other non-regular file
+    #[error("not a regular file")]
+    NotRegular,
+    /// `read(2)` failed or the content is not UTF-8
+    #[error("cannot read it as text: {0}")]
+    Read(io::Error),
+    /// larger than [`MAX_FILE_LEN`]
+    #[error("larger than {MAX_FILE_LEN} bytes")]
+    TooLarge,
+}
+
 /// The secrets of one agent: the current one and, during a rotation, the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSet {
@@ -79,7 +120,7 @@ pub struct SecretSet {
 
 impl SecretSet {
     /// Parses the content of a secret file; the error says what is wrong (never the secret).
-    pub fn parse(text: &str) -> Result<SecretSet, String> {
+    pub fn parse(text: &str) -> Result<SecretSet, SecretError> {
         let mut secrets = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -87,44 +128,38 @@ impl SecretSet {
                 continue;
             }
             if line.len() < MIN_SECRET_LEN {
-                return Err(format!(
-                    "the secret on line {} is {} bytes, shorter than {MIN_SECRET_LEN}",
-                    i + 1,
-                    line.len()
-                ));
+                return Err(SecretError::TooShort {
+                    line: i + 1,
+                    len: line.len(),
+                });
             }
             if line.len() > MAX_SECRET_LEN {
-                return Err(format!(
-                    "the secret on line {} is longer than {MAX_SECRET_LEN} bytes",
-                    i + 1
-                ));
+                return Err(SecretError::TooLong { line: i + 1 });
             }
             secrets.push(Secret::new(line.as_bytes()));
         }
         let mut it = secrets.into_iter();
-        let current = it.next().ok_or("no secret in it")?;
+        let current = it.next().ok_or(SecretError::Empty)?;
         let next = it.next();
         if it.next().is_some() {
-            return Err("more than two secrets (a current and a next one)".to_owned());
+            return Err(SecretError::TooMany);
         }
         Ok(SecretSet { current, next })
     }
 
     /// Reads and parses `path`. The second value is a warning to log (a file others can read).
-    pub fn load(path: &Path) -> Result<(SecretSet, Option<String>), String> {
-        let file = fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot stat it: {e}"))?;
+    pub fn load(path: &Path) -> Result<(SecretSet, Option<String>), SecretError> {
+        let file = fs::File::open(path).map_err(SecretError::Open)?;
+        let meta = file.metadata().map_err(SecretError::Stat)?;
         if !meta.is_file() {
-            return Err("not a regular file".to_owned());
+            return Err(SecretError::NotRegular);
         }
         let mut text = String::new();
         file.take(MAX_FILE_LEN + 1)
             .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read it as text: {e}"))?;
+            .map_err(SecretError::Read)?;
         if text.len() as u64 > MAX_FILE_LEN {
-            return Err(format!("larger than {MAX_FILE_LEN} bytes"));
+            return Err(SecretError::TooLarge);
         }
         let set = SecretSet::parse(&text)?;
         let warning = (meta.permissions().mode() & 0o004 != 0).then(|| {
@@ -179,7 +214,7 @@ mod tests {
             (&format!("{A}\n{B}\n{A}x\n"), "more than two"),
             (&"x".repeat(2000), "longer than 1024"),
         ] {
-            let e = SecretSet::parse(text).expect_err(text);
+            let e = SecretSet::parse(text).expect_err(text).to_string();
             assert!(e.contains(want), "{text:?}: {e}");
             assert!(!e.contains("short-secret") && !e.contains(A), "{e}");
         }
@@ -207,9 +242,11 @@ mod tests {
         fs::write(&path, format!("{A}\n{}", "#".repeat(5000))).expect("write");
         assert!(SecretSet::load(&path)
             .expect_err("too big")
+            .to_string()
             .contains("larger"));
         assert!(SecretSet::load(&dir.path().join("missing"))
             .expect_err("missing")
+            .to_string()
             .contains("cannot read"));
     }
 }

@@ -140,18 +140,61 @@ pub fn from_env(var: &dyn Fn(&str) -> Option<String>) -> Layer {
     layer
 }
 
+/// What is wrong with the config file (its path is in [`ConfigError::File`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// `read(2)` failed or the content is not UTF-8
+    #[error("{0}")]
+    Read(std::io::Error),
+    /// not TOML
+    #[error("{}{message}", at_line(*line))]
+    Syntax {
+        /// The line of the error, from 1, when the parser says where.
+        line: Option<usize>,
+        /// The parser's message.
+        message: String,
+    },
+    /// a key that is no setting
+    #[error("unknown key `{0}`")]
+    UnknownKey(String),
+    /// a list (of peers) with an item that is no string
+    #[error("`{key}` must be a list of strings, found {found}")]
+    NotAListOfStrings {
+        /// The key as written.
+        key: String,
+        /// The TOML type of the offending item.
+        found: &'static str,
+    },
+    /// a table, a date, or a list for a key that takes one value
+    #[error("`{key}` must be a string, a number or a boolean, found {found}")]
+    NotAValue {
+        /// The key as written.
+        key: String,
+        /// The TOML type found.
+        found: &'static str,
+    },
+    /// both spellings of the peer list
+    #[error("both `peer` and `peers` are set")]
+    PeerAndPeers,
+}
+
+/// `line N: ` when the line is known.
+fn at_line(line: Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
+}
+
 /// Values of the TOML file at `path`.
 pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
         path: path.to_owned(),
-        reason: e.to_string(),
+        reason: FileError::Read(e),
     })?;
     parse_file(path, &text)
 }
 
 /// Values of TOML `text` (read from `path`).
 pub fn parse_file(path: &Path, text: &str) -> Result<Layer, ConfigError> {
-    let file_err = |reason: String| ConfigError::File {
+    let file_err = |reason: FileError| ConfigError::File {
         path: path.to_owned(),
         reason,
     };
@@ -159,10 +202,9 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Layer, ConfigError> {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        let msg = e.message().trim().to_owned();
-        file_err(match line {
-            Some(l) => format!("line {l}: {msg}"),
-            None => msg,
+        file_err(FileError::Syntax {
+            line,
+            message: e.message().trim().to_owned(),
         })
     })?;
     let mut layer = Layer::new();
@@ -173,7 +215,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 .iter()
                 .copied()
                 .find(|known| *known == k)
-                .ok_or_else(|| file_err(format!("unknown key `{key}`")))?,
+                .ok_or_else(|| file_err(FileError::UnknownKey(key.clone())))?,
         };
         let raw = match value {
             toml::Value::String(s) => Raw::One(s),
@@ -184,25 +226,25 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                     .into_iter()
                     .map(|item| match item {
                         toml::Value::String(s) => Ok(s),
-                        other => Err(file_err(format!(
-                            "`{key}` must be a list of strings, found {}",
-                            other.type_str()
-                        ))),
+                        other => Err(file_err(FileError::NotAListOfStrings {
+                            key: key.clone(),
+                            found: other.type_str(),
+                        })),
                     })
                     .collect::<Result<_, _>>()?,
             ),
             other => {
-                return Err(file_err(format!(
-                    "`{key}` must be a string, a number or a boolean, found {}",
-                    other.type_str()
-                )))
+                return Err(file_err(FileError::NotAValue {
+                    key,
+                    found: other.type_str(),
+                }))
             }
         };
         if layer
             .insert(canonical, (raw, Origin::File(path.to_owned())))
             .is_some()
         {
-            return Err(file_err("both `peer` and `peers` are set".into()));
+            return Err(file_err(FileError::PeerAndPeers));
         }
     }
     Ok(layer)

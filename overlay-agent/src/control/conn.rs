@@ -5,9 +5,9 @@
 //! order. The queue is bounded in frames and bytes: when a peer does not read fast enough,
 //! the driver closes the connection instead of buffering without limit.
 
-use super::frame::FrameReader;
-use super::handshake::Channel;
-use overlay_proto::codec::{self, LEN_PREFIX, MAX_FRAME_LEN};
+use super::frame::{FrameError, FrameReader};
+use super::handshake::{Channel, HandshakeError};
+use overlay_proto::codec::{self, CodecError, LEN_PREFIX, MAX_FRAME_LEN};
 use overlay_proto::message::{Hello, Message};
 use overlay_proto::node::{ConnId, Direction};
 use overlay_proto::noise::Sender;
@@ -27,6 +27,20 @@ pub const QUEUE_FRAMES: usize = 256;
 pub const QUEUE_BYTES: usize = 4 * MAX_FRAME_LEN;
 /// How long a closed connection's writer may take to deliver what was queued.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a message was not queued on a connection: the connection must be closed instead.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// the message cannot be encoded
+    #[error("cannot encode: {0}")]
+    Encode(#[source] CodecError),
+    /// the peer does not read fast enough: the queued bytes would exceed the limit
+    #[error("send queue over {QUEUE_BYTES} bytes")]
+    QueueBytes,
+    /// the peer does not read fast enough, or the writer task ended
+    #[error("send queue full ({QUEUE_FRAMES} frames) or writer gone")]
+    QueueFull,
+}
 
 /// What connection tasks report to the driver.
 #[derive(Debug)]
@@ -49,7 +63,7 @@ pub enum Event {
         /// The address dialed.
         addr: SocketAddr,
         /// Why.
-        error: String,
+        error: HandshakeError,
     },
     /// A message arrived.
     Message {
@@ -65,8 +79,25 @@ pub enum Event {
         /// The connection.
         conn: ConnId,
         /// Why.
-        reason: String,
+        reason: CloseCause,
     },
+}
+
+/// Why an established connection ended on its own (reported as [`Event::Closed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CloseCause {
+    /// the peer closed the stream between frames
+    #[error("closed by the peer")]
+    ByPeer,
+    /// reading or opening a frame failed
+    #[error("{0}")]
+    Read(FrameError),
+    /// a frame that is no message of the protocol
+    #[error("protocol error: {0}")]
+    Protocol(CodecError),
+    /// writing to the socket failed
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
 }
 
 /// The driver's side of an established connection.
@@ -123,16 +154,16 @@ impl ConnHandle {
 
     /// Queues `msg` and returns its size on the wire; an error says why the connection must
     /// be closed instead.
-    pub fn send(&self, msg: &Message) -> Result<usize, String> {
+    pub fn send(&self, msg: &Message) -> Result<usize, SendError> {
         let mut frame = Vec::new();
-        codec::encode_message(msg, &mut frame).map_err(|e| format!("cannot encode: {e}"))?;
+        codec::encode_message(msg, &mut frame).map_err(SendError::Encode)?;
         let len = frame.len();
         if self.queued.load(Ordering::Relaxed) + len > QUEUE_BYTES {
-            return Err(format!("send queue over {QUEUE_BYTES} bytes"));
+            return Err(SendError::QueueBytes);
         }
         self.frames
             .try_send(frame)
-            .map_err(|_| format!("send queue full ({QUEUE_FRAMES} frames) or writer gone"))?;
+            .map_err(|_| SendError::QueueFull)?;
         self.queued.fetch_add(len, Ordering::Relaxed);
         Ok(len)
     }
@@ -165,8 +196,8 @@ async fn read_loop(
     let reason = loop {
         let body = match reader.next().await {
             Ok(Some(body)) => body,
-            Ok(None) => break "closed by the peer".to_owned(),
-            Err(e) => break e.to_string(),
+            Ok(None) => break CloseCause::ByPeer,
+            Err(e) => break CloseCause::Read(e),
         };
         match codec::decode_message(&body) {
             Ok(Some(msg)) => {
@@ -180,7 +211,7 @@ async fn read_loop(
                 }
             }
             Ok(None) => tracing::trace!(conn, "skipping a message of unknown type"),
-            Err(e) => break format!("protocol error: {e}"),
+            Err(e) => break CloseCause::Protocol(e),
         }
     };
     let _ = events.send(Event::Closed { conn, reason }).await;
@@ -215,7 +246,7 @@ async fn write_loop(
             queued.fetch_sub(next.len(), Ordering::Relaxed);
         }
         if let Err(e) = result.and(out.flush().await) {
-            let reason = format!("write failed: {e}");
+            let reason = CloseCause::Write(e);
             let _ = events.send(Event::Closed { conn, reason }).await;
             return;
         }

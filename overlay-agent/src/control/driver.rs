@@ -3,7 +3,7 @@
 
 use super::conn::{ConnHandle, Event};
 use super::handshake::{self, LocalHello};
-use super::host::Host;
+use super::host::{Host, SetAddressError};
 use super::keys::{static_dh, DataKeys};
 use super::snapshot::{self, Extra};
 use super::{Command, Readiness};
@@ -263,7 +263,7 @@ impl<H: Host> Driver<H> {
             }
             Event::DialFailed { addr, error } => {
                 debug!(%addr, "dial failed: {error}");
-                self.node.handle_dial_failed(addr, error, now);
+                self.node.handle_dial_failed(addr, error.to_string(), now);
             }
             Event::Message { conn, msg, bytes } => {
                 if self.conns.contains_key(&conn) {
@@ -380,10 +380,7 @@ impl<H: Host> Driver<H> {
                     ) {
                         warn!(%addr, "refusing peer: {e}");
                     }
-                    Event::DialFailed {
-                        addr,
-                        error: e.to_string(),
-                    }
+                    Event::DialFailed { addr, error: e }
                 }
             };
             let _ = events.send(event).await;
@@ -416,7 +413,7 @@ impl<H: Host> Driver<H> {
         let want = self.tun_want;
         let result = tokio::time::timeout(TUN_TIMEOUT, self.host.set_node_address(want))
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {TUN_TIMEOUT:?}")));
+            .unwrap_or(Err(SetAddressError::Timeout(TUN_TIMEOUT)));
         match result {
             Ok(()) => {
                 self.tun_retry_at = None;

@@ -2,12 +2,24 @@
 //! TUN device's address. A trait, so the driver can be tested without root.
 
 use crate::datapath::{CountersSnapshot, Datapath, Offloads};
-use crate::netlink;
+use crate::netlink::{self, NetlinkError};
 use ipnet::Ipv4Net;
 use overlay_proto::forwarding::ForwardingTable;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Why the TUN device did not get the node address.
+#[derive(Debug, thiserror::Error)]
+pub enum SetAddressError {
+    /// a netlink request on the device failed (its message names the request and device)
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// the host did not answer in time
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
 
 /// The machine side of the control plane.
 pub trait Host: Send + Sync + 'static {
@@ -27,7 +39,7 @@ pub trait Host: Send + Sync + 'static {
     fn set_node_address(
         &self,
         address: Option<Ipv4Addr>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), SetAddressError>> + Send;
 }
 
 /// The real machine: a running [`Datapath`] and netlink.
@@ -88,9 +100,7 @@ impl Host for SystemHost {
         self.iface.clone()
     }
 
-    async fn set_node_address(&self, address: Option<Ipv4Addr>) -> Result<(), String> {
-        netlink::configure_tun(&self.iface, self.mtu, address, self.cluster)
-            .await
-            .map_err(|e| e.to_string())
+    async fn set_node_address(&self, address: Option<Ipv4Addr>) -> Result<(), SetAddressError> {
+        Ok(netlink::configure_tun(&self.iface, self.mtu, address, self.cluster).await?)
     }
 }

@@ -1,6 +1,7 @@
 //! Real drivers over loopback TCP with a stand-in host: convergence, garbage connections,
 //! protocol errors, leaving.
 
+use super::host::SetAddressError;
 use super::*;
 use crate::datapath::{CountersSnapshot, Offloads};
 use crate::ipam_store::IpamStore;
@@ -37,7 +38,7 @@ impl Host for FakeHost {
     fn device(&self) -> String {
         "ovl-test".to_owned()
     }
-    async fn set_node_address(&self, address: Option<Ipv4Addr>) -> Result<(), String> {
+    async fn set_node_address(&self, address: Option<Ipv4Addr>) -> Result<(), SetAddressError> {
         *self.address.lock().expect("lock") = address;
         Ok(())
     }

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use overlay_proto::dataplane::DropReason;
 use overlay_proto::header::HEADER_LEN;
 use overlay_proto::peer::PeerId;
-use overlay_proto::seal::{OpenError, Opener, RekeyPolicy, SealError, Sealer, Suite};
+use overlay_proto::seal::{Opener, RekeyPolicy, Sealer, Suite};
 use overlay_proto::segment::SplitLayout;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,30 +75,6 @@ impl Encryption {
     /// Publishes `table` to the packet threads.
     pub fn publish(&self, table: KeyTable) {
         self.keys.store(Arc::new(table));
-    }
-}
-
-/// The drop reason of a datagram that did not open.
-#[inline]
-pub(crate) fn open_drop_reason(e: OpenError) -> DropReason {
-    match e {
-        OpenError::Truncated(_) => DropReason::SealTruncated,
-        OpenError::NotSealed => DropReason::Unsealed,
-        OpenError::WrongSuite(_) => DropReason::BadSuite,
-        OpenError::UnknownEpoch(_) => DropReason::UnknownEpoch,
-        OpenError::Replay => DropReason::Replay,
-        OpenError::TooOld => DropReason::TooOld,
-        OpenError::BadTag => DropReason::BadTag,
-    }
-}
-
-/// The drop reason of a batch that could not be sealed.
-#[inline]
-pub(crate) fn seal_drop_reason(e: SealError) -> DropReason {
-    match e {
-        SealError::BadLayout | SealError::BufferTooSmall(_) => DropReason::Malformed,
-        // Every epoch of the pair secret was used: no key until a new handshake.
-        SealError::Exhausted => DropReason::NoKey,
     }
 }
 
@@ -188,7 +164,7 @@ impl Sealers {
         plain: SplitLayout,
     ) -> Result<SplitLayout, DropReason> {
         let sealer = self.get(table, peer, now).ok_or(DropReason::NoKey)?;
-        sealer.seal(now, buf, plain).map_err(seal_drop_reason)
+        Ok(sealer.seal(now, buf, plain)?)
     }
 }
 
@@ -268,7 +244,7 @@ impl Openers {
             .get_mut(&src)
             .and_then(|p| p.openers[index].as_mut())
             .ok_or(DropReason::NoKey)?;
-        opener.open(now, d).map_err(open_drop_reason)
+        Ok(opener.open(now, d)?)
     }
 
     #[cold]
@@ -394,30 +370,6 @@ mod tests {
         assert_eq!(
             rx.open(&r, A, 0, &mut [0u8; 5]),
             Err(DropReason::SealTruncated)
-        );
-    }
-
-    #[test]
-    fn every_open_error_has_its_own_reason() {
-        let errors = [
-            OpenError::Truncated(3),
-            OpenError::NotSealed,
-            OpenError::WrongSuite(9),
-            OpenError::UnknownEpoch(5),
-            OpenError::Replay,
-            OpenError::TooOld,
-            OpenError::BadTag,
-        ];
-        let reasons: Vec<DropReason> = errors.iter().map(|e| open_drop_reason(*e)).collect();
-        for (i, r) in reasons.iter().enumerate() {
-            assert!(!reasons[..i].contains(r), "{r:?} twice");
-        }
-        assert_eq!(open_drop_reason(OpenError::Replay), DropReason::Replay);
-        assert_eq!(open_drop_reason(OpenError::BadTag), DropReason::BadTag);
-        assert_eq!(seal_drop_reason(SealError::Exhausted), DropReason::NoKey);
-        assert_eq!(
-            seal_drop_reason(SealError::BadLayout),
-            DropReason::Malformed
         );
     }
 }

@@ -6,7 +6,7 @@
 
 use super::model::{Outcome, TraceRequest, TraceResult, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 use super::render::render;
-use crate::cli::{answered, unreachable, ApiArgs};
+use crate::cli::{answered, unreachable, ApiArgs, RequestError};
 use clap::Args;
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -58,7 +58,7 @@ pub fn command(args: &TraceArgs) -> ExitCode {
     }
 }
 
-fn fetch(args: &TraceArgs) -> Result<(TraceResult, String), String> {
+fn fetch(args: &TraceArgs) -> Result<(TraceResult, String), RequestError> {
     let url = format!("http://{}/trace", args.api.api);
     let request = TraceRequest {
         destination: args.destination,
@@ -73,11 +73,9 @@ fn fetch(args: &TraceArgs) -> Result<(TraceResult, String), String> {
     let body = response
         .into_string()
         .map_err(|e| unreachable(&args.api, &e))?;
-    let result = serde_json::from_str(&body).map_err(|e| {
-        format!(
-            "the agent at {} answered an unexpected trace: {e}",
-            args.api.api
-        )
+    let result = serde_json::from_str(&body).map_err(|error| RequestError::UnexpectedTrace {
+        api: args.api.api.clone(),
+        error,
     })?;
     Ok((result, body))
 }

@@ -7,7 +7,7 @@ use super::relay::relay;
 use super::trace::MAX_TRACE_DATAGRAM;
 use super::{DropReason, RxVerdict};
 use crate::forwarding::ForwardingTable;
-use crate::header::{Header, HeaderError, Kind, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use crate::header::{Header, Kind, FLAG_CSUM_PARTIAL, HEADER_LEN};
 use crate::peer::PeerId;
 use crate::vnet::VnetHdr;
 use std::net::{IpAddr, SocketAddr};
@@ -78,9 +78,7 @@ pub fn decap_datagram<U: Unseal>(
 ) -> RxVerdict {
     let header = match Header::parse(datagram) {
         Ok(h) => h,
-        Err(HeaderError::Truncated(_)) => return RxVerdict::Drop(DropReason::Malformed),
-        Err(HeaderError::UnknownVersion(_)) => return RxVerdict::Drop(DropReason::BadVersion),
-        Err(HeaderError::UnknownKind(_)) => return RxVerdict::Drop(DropReason::BadKind),
+        Err(e) => return RxVerdict::Drop(e.into()),
     };
     if header.kind != Kind::Ip {
         return trace_verdict(datagram.len());

@@ -53,6 +53,105 @@ impl DropReason {
     pub const COUNT: usize = DropReason::BadTag as usize + 1;
 }
 
+// The data plane's errors as drop reasons: the one place they are mapped. The I/O shell and
+// the pure decisions convert with `?`/`map_err(DropReason::from)` and never match on them.
+
+use crate::header::HeaderError;
+use crate::seal::{OpenError, SealError};
+
+/// A datagram whose overlay header does not parse.
+impl From<HeaderError> for DropReason {
+    #[inline]
+    fn from(e: HeaderError) -> DropReason {
+        match e {
+            HeaderError::Truncated(_) => DropReason::Malformed,
+            HeaderError::UnknownVersion(_) => DropReason::BadVersion,
+            HeaderError::UnknownKind(_) => DropReason::BadKind,
+        }
+    }
+}
+
+/// A sealed datagram that did not open: each error its own reason.
+impl From<OpenError> for DropReason {
+    #[inline]
+    fn from(e: OpenError) -> DropReason {
+        match e {
+            OpenError::Truncated(_) => DropReason::SealTruncated,
+            OpenError::NotSealed => DropReason::Unsealed,
+            OpenError::WrongSuite(_) => DropReason::BadSuite,
+            OpenError::UnknownEpoch(_) => DropReason::UnknownEpoch,
+            OpenError::Replay => DropReason::Replay,
+            OpenError::TooOld => DropReason::TooOld,
+            OpenError::BadTag => DropReason::BadTag,
+        }
+    }
+}
+
+/// A batch that could not be sealed.
+impl From<SealError> for DropReason {
+    #[inline]
+    fn from(e: SealError) -> DropReason {
+        match e {
+            SealError::BadLayout | SealError::BufferTooSmall(_) => DropReason::Malformed,
+            // Every epoch of the pair secret was used: no key until a new handshake.
+            SealError::Exhausted => DropReason::NoKey,
+        }
+    }
+}
+
+#[cfg(test)]
+mod from_header_and_seal_errors {
+    use super::*;
+
+    #[test]
+    fn header_errors_keep_their_reasons() {
+        assert_eq!(
+            DropReason::from(HeaderError::Truncated(3)),
+            DropReason::Malformed
+        );
+        assert_eq!(
+            DropReason::from(HeaderError::UnknownVersion(9)),
+            DropReason::BadVersion
+        );
+        assert_eq!(
+            DropReason::from(HeaderError::UnknownKind(9)),
+            DropReason::BadKind
+        );
+    }
+
+    #[test]
+    fn every_open_error_has_its_own_reason() {
+        let errors = [
+            OpenError::Truncated(3),
+            OpenError::NotSealed,
+            OpenError::WrongSuite(9),
+            OpenError::UnknownEpoch(5),
+            OpenError::Replay,
+            OpenError::TooOld,
+            OpenError::BadTag,
+        ];
+        let reasons: Vec<DropReason> = errors.iter().map(|&e| DropReason::from(e)).collect();
+        for (i, r) in reasons.iter().enumerate() {
+            assert!(!reasons[..i].contains(r), "{r:?} twice");
+        }
+        assert_eq!(DropReason::from(OpenError::Replay), DropReason::Replay);
+        assert_eq!(DropReason::from(OpenError::BadTag), DropReason::BadTag);
+    }
+
+    #[test]
+    fn seal_errors_are_malformed_or_keyless() {
+        assert_eq!(DropReason::from(SealError::Exhausted), DropReason::NoKey);
+        assert_eq!(
+            DropReason::from(SealError::BadLayout),
+            DropReason::Malformed
+        );
+        assert_eq!(
+            DropReason::from(SealError::BufferTooSmall(1)),
+            DropReason::Malformed
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,26 +90,25 @@ impl Node {
     ) -> Result<(), Refusal> {
         let body = &hello.body;
         if self.left {
-            return Err(Refusal::ClusterMismatch("this node is leaving".into()));
+            return Err(Refusal::Leaving);
         }
         if body.cluster != self.config.cluster || body.subnet_prefix != self.config.subnet_prefix {
-            return Err(Refusal::ClusterMismatch(format!(
-                "peer {} uses cluster {} with /{} blocks, this node {} with /{}",
-                body.name,
-                body.cluster,
-                body.subnet_prefix,
-                self.config.cluster,
-                self.config.subnet_prefix
-            )));
+            return Err(Refusal::ClusterMismatch {
+                peer: body.name.clone(),
+                theirs: body.cluster,
+                their_prefix: body.subnet_prefix,
+                ours: self.config.cluster,
+                our_prefix: self.config.subnet_prefix,
+            });
         }
         if body.name == self.config.name {
             if body.instance == self.config.instance {
                 return Err(Refusal::SelfConnection);
             }
-            return Err(Refusal::ClusterMismatch(format!(
-                "peer at {remote} uses this node's name {}",
-                body.name
-            )));
+            return Err(Refusal::NameClash {
+                remote,
+                name: body.name.clone(),
+            });
         }
         let me = self.config.name.clone();
         let new_dialer = match direction {

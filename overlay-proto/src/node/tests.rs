@@ -96,15 +96,19 @@ fn handshakes_refuse_self_other_clusters_and_name_collisions() {
     );
     let mut other = hello_of("b", 2);
     other.body.cluster = "10.64.0.0/12".parse().expect("cidr");
-    assert!(matches!(
-        node.handle_connection_up(2, Direction::Inbound, None, addr(2), &other, now),
-        Err(Refusal::ClusterMismatch(_))
-    ));
+    let refusal = node
+        .handle_connection_up(2, Direction::Inbound, None, addr(2), &other, now)
+        .expect_err("another cluster");
+    assert!(matches!(refusal, Refusal::ClusterMismatch { .. }));
+    assert_eq!(
+        refusal.to_string(),
+        "peer b uses cluster 10.64.0.0/12 with /24 blocks, this node 10.32.0.0/12 with /24"
+    );
     let mut clone = own.clone();
     clone.body.instance += 1;
     assert!(matches!(
         node.handle_connection_up(3, Direction::Inbound, None, addr(9), &clone, now),
-        Err(Refusal::ClusterMismatch(_))
+        Err(Refusal::NameClash { .. })
     ));
     assert!(node.connections().is_empty());
     assert!(node

@@ -90,9 +90,33 @@ pub enum Refusal {
     /// an existing connection to the same peer is kept instead
     #[error("duplicate connection to {0}")]
     Duplicate(PeerName),
+    /// this node is leaving and accepts no connection
+    #[error("this node is leaving")]
+    Leaving,
     /// the remote uses another cluster range or block size
-    #[error("{0}")]
-    ClusterMismatch(String),
+    #[error(
+        "peer {peer} uses cluster {theirs} with /{their_prefix} blocks, this node {ours} with /{our_prefix}"
+    )]
+    ClusterMismatch {
+        /// The remote's name.
+        peer: PeerName,
+        /// The remote's cluster range.
+        theirs: Ipv4Net,
+        /// The remote's block prefix length.
+        their_prefix: u8,
+        /// This node's cluster range.
+        ours: Ipv4Net,
+        /// This node's block prefix length.
+        our_prefix: u8,
+    },
+    /// another instance of this node (another process with its name) answered
+    #[error("peer at {remote} uses this node's name {name}")]
+    NameClash {
+        /// The remote's underlay address.
+        remote: SocketAddr,
+        /// The name both use.
+        name: PeerName,
+    },
 }
 
 /// Why the node closes a connection.
@@ -110,9 +134,6 @@ pub enum CloseReason {
     /// replaced by another connection to the same peer
     #[error("replaced by a newer connection")]
     Replaced,
-    /// the peer sent something invalid
-    #[error("protocol error: {0}")]
-    Protocol(String),
 }
 
 /// What the I/O shell must do next.
