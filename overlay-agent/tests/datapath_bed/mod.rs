@@ -13,8 +13,10 @@ use overlay_agent::datapath::{
     CountersSnapshot, Datapath, DatapathConfig, Disabled, Encryption, KeyTable, PeerKey,
 };
 use overlay_agent::netlink;
+/// `header` followed by `payload` (the data plane's fixture; not every test file uses it).
+#[allow(unused_imports)]
+pub use overlay_proto::dataplane::fixtures::datagram;
 use overlay_proto::forwarding::ForwardingTable;
-use overlay_proto::header::{Header, HEADER_LEN};
 use overlay_proto::peer::PeerName;
 use overlay_proto::routing::compute_routes;
 use overlay_proto::topology::{Claim, PeerRecord, Topology};
@@ -366,14 +368,6 @@ pub fn mbit_per_s(bytes: usize, t: Duration) -> f64 {
 /// An IPv4/UDP packet (header checksum set, UDP checksum 0 = none).
 pub fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
     overlay_testkit::packet::ipv4_udp(src, dst, 4000, dport, payload)
-}
-
-/// `header` followed by `payload`.
-pub fn datagram(header: Header, payload: &[u8]) -> Vec<u8> {
-    let mut d = vec![0u8; HEADER_LEN + payload.len()];
-    header.emit(&mut d).expect("room for the header");
-    d[HEADER_LEN..].copy_from_slice(payload);
-    d
 }
 
 pub fn send(sock: &UdpSocket, d: &[u8], to: SocketAddr) {
