@@ -2,6 +2,8 @@
 //! and the I/O shell counts (the agent keeps one counter per reason, named as in the
 //! `reason` label of its drop metric, e.g. `not_peer` for [`DropReason::NotPeer`]).
 
+use crate::ip::IpError;
+
 /// Why a packet or datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -53,9 +55,43 @@ impl DropReason {
     pub const COUNT: usize = DropReason::BadTag as usize + 1;
 }
 
+/// The drop reason of an inner packet that fails an [`ip`](crate::ip) check: an IPv6 packet
+/// where IPv4 is routed is `Unsupported`, anything else `Malformed`.
+impl From<IpError> for DropReason {
+    #[inline]
+    fn from(e: IpError) -> DropReason {
+        match e {
+            IpError::Ipv6Unsupported => DropReason::Unsupported,
+            IpError::Truncated { .. }
+            | IpError::NotIp { .. }
+            | IpError::HeaderLength { .. }
+            | IpError::LengthMismatch { .. }
+            | IpError::Fragment
+            | IpError::Ipv6Extension { .. }
+            | IpError::NotTcpOrUdp { .. } => DropReason::Malformed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ipv6_is_unsupported_every_other_ip_error_is_malformed() {
+        assert_eq!(
+            DropReason::from(IpError::Ipv6Unsupported),
+            DropReason::Unsupported
+        );
+        for e in [
+            IpError::NotIp { version: 5 },
+            IpError::Fragment,
+            IpError::NotTcpOrUdp { protocol: 1 },
+            IpError::Ipv6Extension { next_header: 0 },
+        ] {
+            assert_eq!(DropReason::from(e), DropReason::Malformed, "{e}");
+        }
+    }
 
     #[test]
     fn reasons_index_a_table_of_count_entries() {

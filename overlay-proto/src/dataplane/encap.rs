@@ -2,11 +2,10 @@
 //! packet gets its overlay header written in front of it in place, a super-packet is split
 //! by [`segment::split`] into the caller's second buffer.
 
-use super::inner::{l4_checksum, parse_ipv4, Ipv4Info};
 use super::{DropReason, TxVerdict};
-use crate::checksum;
 use crate::forwarding::{ForwardingTable, Lookup};
 use crate::header::{Header, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use crate::ip::{self, l4_checksum, parse_ipv4, Ipv4Info};
 use crate::peer::PeerId;
 use crate::segment::{self, SplitError};
 use crate::vnet::VnetHdr;
@@ -18,7 +17,8 @@ pub const SPLIT_BUFFER: usize = 128 << 10;
 
 /// Where a packet goes: the destination peer and the next hop's address.
 ///
-/// Non-IPv4 packets and destinations outside the cluster are `Unsupported`; a destination
+/// The packet must pass [`ip::parse_ipv4`] (its error counted as the [`DropReason`] it maps
+/// to). Non-IPv4 packets and destinations outside the cluster are `Unsupported`; a destination
 /// whose block has no owner, whose owner is unreachable, or that is in our own block (the
 /// kernel should have delivered it locally) has no route.
 #[inline]
@@ -64,9 +64,13 @@ pub fn encap(
         }
         return match segment::split(&vnet, &packet[..ip.total_len], &header, out) {
             Ok(layout) => TxVerdict::Split { to, dst, layout },
+            Err(SplitError::Headers(e)) => TxVerdict::Drop(e.into()),
             Err(SplitError::Unsupported(_)) => TxVerdict::Drop(DropReason::Unsupported),
             Err(
-                SplitError::Malformed(_)
+                SplitError::ZeroGsoSize
+                | SplitError::GsoTypeMismatch { .. }
+                | SplitError::NoPayload
+                | SplitError::ChecksumOutside { .. }
                 | SplitError::TooManySegments(_)
                 | SplitError::BufferTooSmall(_),
             ) => TxVerdict::Drop(DropReason::Malformed),
@@ -74,9 +78,9 @@ pub fn encap(
     }
     if partial {
         let (start, offset) = (vnet.csum_start, vnet.csum_offset);
-        if l4_checksum(&ip) == Some((start, offset)) {
+        if l4_checksum(&ip) == Ok((start, offset)) {
             header.flags |= FLAG_CSUM_PARTIAL;
-        } else if checksum::complete(
+        } else if ip::complete(
             &mut packet[..ip.total_len],
             usize::from(start),
             usize::from(offset),
