@@ -1,9 +1,11 @@
 //! The strict entry point ([`Headers::parse`]: where the headers of a TCP or UDP packet are,
-//! every length field agreeing, for split and coalesce) and the loose one ([`peek`]: what any
-//! packet's first bytes say, for flow keys and checksum locations).
+//! every length field agreeing, for split and coalesce; on etherparse's header slices) and
+//! the loose one ([`peek`]: what any packet's first bytes say, for flow keys and checksum
+//! locations; plain reads, as it must also answer for headers the slices refuse, e.g. an
+//! IHL below 5 or options cut short).
 
 use super::field::be16;
-use super::{ipv4, ipv6, IpError, Layer, L4};
+use super::{ipv4, ipv6, slices, IpError, Layer, L4};
 
 /// Where the headers of a TCP or UDP packet are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,15 +28,8 @@ impl Headers {
     pub fn parse(packet: &[u8]) -> Result<Headers, IpError> {
         let (v6, ip_len, proto) = match packet.first().map(|b| b >> 4) {
             Some(4) => {
-                let ihl = ipv4::header_len(packet)?;
-                if packet.len() < ihl {
-                    return Err(IpError::Truncated {
-                        layer: Layer::Ipv4,
-                        needed: ihl,
-                        got: packet.len(),
-                    });
-                }
-                let total = usize::from(be16(packet, ipv4::TOTAL_LEN));
+                let h = slices::ipv4(packet)?;
+                let total = usize::from(h.total_len());
                 if total != packet.len() {
                     return Err(IpError::LengthMismatch {
                         layer: Layer::Ipv4,
@@ -42,20 +37,14 @@ impl Headers {
                         got: packet.len(),
                     });
                 }
-                if ipv4::is_fragment(packet) {
+                if h.is_fragmenting_payload() {
                     return Err(IpError::Fragment);
                 }
-                (false, ihl, packet[ipv4::PROTOCOL])
+                (false, h.slice().len(), h.protocol().0)
             }
             Some(6) => {
-                if packet.len() < ipv6::LEN {
-                    return Err(IpError::Truncated {
-                        layer: Layer::Ipv6,
-                        needed: ipv6::LEN,
-                        got: packet.len(),
-                    });
-                }
-                let payload = usize::from(be16(packet, ipv6::PAYLOAD_LEN));
+                let h = slices::ipv6(packet)?;
+                let payload = usize::from(h.payload_length());
                 if payload != packet.len() - ipv6::LEN {
                     return Err(IpError::LengthMismatch {
                         layer: Layer::Ipv6,
@@ -63,7 +52,7 @@ impl Headers {
                         got: packet.len(),
                     });
                 }
-                let next_header = packet[ipv6::NEXT_HEADER];
+                let next_header = h.next_header().0;
                 if ipv6::is_extension(next_header) {
                     return Err(IpError::Ipv6Extension { next_header });
                 }
@@ -79,7 +68,11 @@ impl Headers {
             }
         };
         let l4 = L4::from_proto(proto)?;
-        let l4_len = l4.header_len(&packet[ip_len..])?;
+        let rest = &packet[ip_len..];
+        let l4_len = match l4 {
+            L4::Tcp => slices::tcp(rest)?.slice().len(),
+            L4::Udp => slices::udp(rest)?.slice().len(),
+        };
         Ok(Headers {
             v6,
             ip_len,

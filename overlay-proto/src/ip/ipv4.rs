@@ -5,8 +5,7 @@
 //!   0           1     2..4           4..6 6..8             8     9       10..12 12..16 16..20
 //! ```
 
-use super::field::be16;
-use super::{IpError, Layer};
+use super::{slices, IpError, Layer};
 use std::net::Ipv4Addr;
 
 /// Length of an IPv4 header without options.
@@ -29,34 +28,6 @@ pub const ADDRS: std::ops::Range<usize> = 12..20;
 pub const FRAGMENT_MASK: u16 = 0x3fff;
 /// In the flags and fragment offset word: the offset (zero in the first fragment).
 pub const OFFSET_MASK: u16 = 0x1fff;
-
-/// The header length (IHL × 4) of the IPv4 header at the start of `packet`, checked to be
-/// at least 20 with the fixed header present (the options may still be cut short).
-#[inline]
-pub(super) fn header_len(packet: &[u8]) -> Result<usize, IpError> {
-    if packet.len() < MIN_LEN {
-        return Err(IpError::Truncated {
-            layer: Layer::Ipv4,
-            needed: MIN_LEN,
-            got: packet.len(),
-        });
-    }
-    let len = usize::from(packet[0] & 0x0f) * 4;
-    if len < MIN_LEN {
-        return Err(IpError::HeaderLength {
-            layer: Layer::Ipv4,
-            len,
-            min: MIN_LEN,
-        });
-    }
-    Ok(len)
-}
-
-/// Whether the flags and fragment offset word at [`FRAG`] make the packet a fragment.
-#[inline]
-pub(super) fn is_fragment(packet: &[u8]) -> bool {
-    be16(packet, FRAG) & FRAGMENT_MASK != 0
-}
 
 /// What the data path needs from an inner IPv4 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +65,9 @@ pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Info, IpError> {
         6 => return Err(IpError::Ipv6Unsupported),
         version => return Err(IpError::NotIp { version }),
     }
-    let header_len = header_len(packet)?;
-    let total_len = usize::from(be16(packet, TOTAL_LEN));
+    let h = slices::ipv4(packet)?;
+    let header_len = h.slice().len();
+    let total_len = usize::from(h.total_len());
     if total_len < header_len || total_len > packet.len() {
         return Err(IpError::Truncated {
             layer: Layer::Ipv4,
@@ -103,14 +75,13 @@ pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Info, IpError> {
             got: total_len.min(packet.len()),
         });
     }
-    let h = &packet[..MIN_LEN];
     Ok(Ipv4Info {
-        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
-        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+        src: Ipv4Addr::from(h.source()),
+        dst: Ipv4Addr::from(h.destination()),
         total_len,
         header_len,
-        protocol: h[PROTOCOL],
-        fragment: is_fragment(h),
+        protocol: h.protocol().0,
+        fragment: h.is_fragmenting_payload(),
     })
 }
 

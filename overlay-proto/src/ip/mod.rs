@@ -1,5 +1,6 @@
 //! The inner IP packet: one zero-copy look at its IPv4 or IPv6 header and its TCP or UDP
-//! header, and where its transport checksum is. Every caller that reads an inner packet —
+//! header (on [etherparse](https://docs.rs/etherparse)'s header slices), and where its
+//! transport checksum is. Every caller that reads an inner packet —
 //! the data path's route check, [`split`](crate::segment::split), the
 //! [`Coalescer`](crate::coalesce::Coalescer) — goes through here.
 //!
@@ -21,6 +22,8 @@
 //! # Layout
 //! - [`ipv4`], [`ipv6`], [`l4`]: field offsets and the per-header checks.
 //! - `headers`: [`Headers`] (strict) and [`peek`] (loose).
+//! - `slices`: etherparse's zero-copy header slices under the route and strict checks, their
+//!   errors as [`IpError`].
 //! - `csum`: checksum location and completion ([`complete`]).
 //! - `field`: big-endian reads and writes at an offset that never panic.
 //!
@@ -33,6 +36,7 @@ mod headers;
 pub mod ipv4;
 pub mod ipv6;
 pub mod l4;
+mod slices;
 
 pub use csum::{complete, csum_location, l4_checksum};
 pub use error::{IpError, Layer};
