@@ -119,17 +119,13 @@ mod tests {
 
     /// `ipv4_udp` with a partial checksum: the pseudo-header sum in the checksum field.
     fn partial_udp(payload: &[u8]) -> Vec<u8> {
-        let mut p = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], payload);
-        let mut sum: u32 = p[12..20]
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        sum += 17 + (8 + payload.len()) as u32;
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        p[26..28].copy_from_slice(&(sum as u16).to_be_bytes());
-        p
+        overlay_testkit::packet::ipv4_udp_partial(
+            [10, 32, 1, 1].into(),
+            [10, 32, 2, 7].into(),
+            4000,
+            5000,
+            payload,
+        )
     }
 
     #[test]

@@ -62,38 +62,27 @@ pub fn complete(packet: &mut [u8], csum_start: usize, csum_offset: usize) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ip::{parse_ipv4, Layer, PROTO_TCP, PROTO_UDP};
+    use crate::ip::{parse_ipv4, Layer, PROTO_TCP};
 
     /// A UDP packet 10.32.1.1:4000 → 10.32.2.1:5000 carrying `payload`, with its checksum
-    /// complete (computed the slow, obvious way) or partial (pseudo-header sum only).
+    /// partial (pseudo-header sum only) or complete (computed here the slow, obvious way).
     fn udp(payload: &[u8], partial: bool) -> Vec<u8> {
-        let mut p = overlay_testkit::packet::ipv4_udp(
-            [10, 32, 1, 1].into(),
-            [10, 32, 2, 1].into(),
-            4000,
-            5000,
-            payload,
-        );
-        let udp_len = (8 + payload.len()) as u16;
-        let mut pseudo: u32 = 0;
-        for w in p[12..20].chunks(2) {
-            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        let (src, dst) = ([10, 32, 1, 1].into(), [10, 32, 2, 1].into());
+        let mut p = overlay_testkit::packet::ipv4_udp_partial(src, dst, 4000, 5000, payload);
+        if partial {
+            return p;
         }
-        pseudo += u32::from(PROTO_UDP) + u32::from(udp_len);
-        let mut sum = pseudo;
-        if !partial {
-            for w in p[20..].chunks(2) {
-                sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
-            }
+        let mut sum = u32::from(u16::from_be_bytes([p[26], p[27]]));
+        p[26..28].fill(0);
+        for w in p[20..].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
         }
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }
-        let field = if partial { sum as u16 } else { !(sum as u16) };
-        let field = if !partial && field == 0 {
-            0xffff
-        } else {
-            field
+        let field = match !(sum as u16) {
+            0 => 0xffff,
+            c => c,
         };
         p[26..28].copy_from_slice(&field.to_be_bytes());
         p
