@@ -109,24 +109,6 @@ pub fn is_valid(pseudo: u16, l4: &[u8]) -> bool {
     add(pseudo, sum(l4)) == 0xffff
 }
 
-/// Completes a partial checksum in place, as a NIC or the kernel would for a packet marked
-/// "checksum needed": sums from `csum_start` to the end (the field there holds the
-/// pseudo-header sum), complements, and stores the result at `csum_start + csum_offset`
-/// (a result of 0 is stored as 0xffff, as the kernel does). `None`, writing nothing, if the
-/// field is not inside `packet`.
-pub fn complete(packet: &mut [u8], csum_start: usize, csum_offset: usize) -> Option<()> {
-    let at = csum_start.checked_add(csum_offset)?;
-    if at.checked_add(2)? > packet.len() {
-        return None;
-    }
-    let c = match checksum(&packet[csum_start..]) {
-        0 => 0xffff,
-        c => c,
-    };
-    packet[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    Some(())
-}
-
 /// Unfolded sum of `data` as host-order 16-bit words (see the module doc).
 #[inline]
 fn accumulate_native(data: &[u8]) -> u64 {
@@ -214,16 +196,6 @@ mod tests {
         assert!(is_valid(pseudo, &udp));
         udp[9] ^= 1;
         assert!(!is_valid(pseudo, &udp));
-    }
-
-    #[test]
-    fn complete_fills_in_a_partial_checksum() {
-        // The UDP vector above with its checksum partial: 0x141e is the pseudo-header sum.
-        let mut udp = [0x04, 0xd2, 0x16, 0x2e, 0x00, 0x0a, 0x14, 0x1e, b'h', b'i'];
-        assert_eq!(complete(&mut udp, 0, 6), Some(()));
-        assert_eq!(&udp[6..8], &0x686eu16.to_be_bytes());
-        assert_eq!(complete(&mut udp, 0, 9), None);
-        assert_eq!(complete(&mut udp, usize::MAX, 9), None);
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl Coalescer {
 
 /// The virtio header of a packet written as is.
 fn plain_vnet(packet: &[u8], csum_partial: bool) -> VnetHdr {
-    match crate::segment::csum_location(packet) {
+    match crate::ip::csum_location(packet) {
         Some((start, offset)) if csum_partial => VnetHdr {
             flags: VnetHdr::NEEDS_CSUM,
             gso_type: VnetHdr::GSO_NONE,

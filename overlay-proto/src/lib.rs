@@ -13,9 +13,11 @@
 //! - [`routing`]: shortest paths over established connections.
 //! - [`ipam`]: block claims among nodes, pod addresses within a block.
 //! - [`forwarding`]: the per-packet lookup table handed to the data path.
+//! - [`ip`]: the one view of an inner packet's IPv4/IPv6 and TCP/UDP headers (route check,
+//!   strict check of split and coalesce), typed [`ip::IpError`]s, and where its L4 checksum is.
 //! - [`dataplane`]: every per-packet decision of the data path as a pure function over the
-//!   caller's buffers returning a verdict: encap, decap, the relay rule, the inner-IPv4
-//!   checks, the trace steps, and [`dataplane::DropReason`].
+//!   caller's buffers returning a verdict: encap, decap, the relay rule, the trace steps,
+//!   and [`dataplane::DropReason`].
 //! - [`vnet`], [`segment`], [`coalesce`]: the fast path's TUN offload header, splitting of
 //!   super-packets into datagrams for UDP GSO, and coalescing of received segments;
 //!   [`checksum`]: the internet checksum they fix up.
@@ -36,6 +38,7 @@ pub mod codec;
 pub mod dataplane;
 pub mod forwarding;
 pub mod header;
+pub mod ip;
 pub mod ipam;
 pub mod message;
 pub mod node;

@@ -34,19 +34,16 @@
 //! lengths are read from the packet. [`split`] never panics, allocates nothing, and writes
 //! nothing to `out` when it returns an error.
 
-mod headers;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub(crate) use headers::{
-    be16, be32, csum_location, is_ipv6_extension, parse as parse_headers, put16, Headers, ACK, L4,
-    PSH, TCP_FLAGS,
-};
-
 use crate::checksum;
 use crate::header::{Header, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use crate::ip::l4::{CWR, FIN, PSH, TCP_DATA_OFF, TCP_SEQ, UDP_LENGTH};
+use crate::ip::{
+    self, be16, be32, csum_location, ipv4, ipv6, put16, put32, Headers, IpError, Layer, L4,
+};
 use crate::vnet::VnetHdr;
-use headers::{put32, CWR, FIN};
 
 /// Most datagrams [`split`] produces from one packet.
 pub const MAX_SEGMENTS: usize = 128;
@@ -90,9 +87,35 @@ impl SplitLayout {
 /// Why a packet cannot be split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SplitError {
-    /// the packet or its virtio header is inconsistent
-    #[error("malformed packet: {0}")]
-    Malformed(&'static str),
+    /// the super-packet's headers fail the strict check of [`Headers::parse`]
+    #[error("super-packet headers: {0}")]
+    Headers(#[from] IpError),
+    /// a super-packet whose virtio header gives gso_size 0
+    #[error("super-packet with gso_size 0")]
+    ZeroGsoSize,
+    /// the IP version or transport protocol is not the one the GSO type announces
+    #[error("gso_type {gso_type} does not match a {l4} over {ip} packet")]
+    GsoTypeMismatch {
+        /// The virtio header's GSO type.
+        gso_type: u8,
+        /// The packet's IP version ([`Layer::Ipv4`] or [`Layer::Ipv6`]).
+        ip: Layer,
+        /// The packet's transport protocol ([`Layer::Tcp`] or [`Layer::Udp`]).
+        l4: Layer,
+    },
+    /// a super-packet with headers and no payload
+    #[error("super-packet without payload")]
+    NoPayload,
+    /// a partial checksum whose field lies outside the packet
+    #[error("checksum field at {csum_start} + {csum_offset} outside the {len}-byte packet")]
+    ChecksumOutside {
+        /// The virtio header's `csum_start`.
+        csum_start: u16,
+        /// The virtio header's `csum_offset`.
+        csum_offset: u16,
+        /// The packet's length.
+        len: usize,
+    },
     /// a GSO type this build does not handle
     #[error("unsupported GSO type {0}")]
     Unsupported(u8),
@@ -145,7 +168,7 @@ pub fn split(
             body.copy_from_slice(packet);
             if let Some((start, offset)) = complete {
                 // The plan checked that the field lies inside the packet.
-                let _ = checksum::complete(body, start, offset);
+                let _ = ip::complete(body, start, offset);
             }
         }
         Plan::Segments {
@@ -197,24 +220,26 @@ fn plan(vnet: &VnetHdr, packet: &[u8]) -> Result<(Plan, SplitLayout), SplitError
         t => return Err(SplitError::Unsupported(t)),
     };
     if vnet.gso_size == 0 {
-        return Err(SplitError::Malformed("gso_size 0"));
+        return Err(SplitError::ZeroGsoSize);
     }
-    let h = headers::parse(packet).map_err(SplitError::Malformed)?;
+    let h = Headers::parse(packet)?;
     if (h.v6, h.l4) != want {
-        return Err(SplitError::Malformed(
-            "IP version or L4 protocol does not match gso_type",
-        ));
+        return Err(SplitError::GsoTypeMismatch {
+            gso_type: vnet.gso_type,
+            ip: h.ip_layer(),
+            l4: h.l4.layer(),
+        });
     }
-    let payload = packet.len() - h.len();
+    let payload = packet.len() - h.hdr_len();
     if payload == 0 {
-        return Err(SplitError::Malformed("super-packet without payload"));
+        return Err(SplitError::NoPayload);
     }
     let gso_size = usize::from(vnet.gso_size);
     let count = payload.div_ceil(gso_size);
     if count > MAX_SEGMENTS {
         return Err(SplitError::TooManySegments(count));
     }
-    let per_datagram = HEADER_LEN + h.len();
+    let per_datagram = HEADER_LEN + h.hdr_len();
     let layout = SplitLayout {
         count,
         datagram_len: per_datagram + gso_size.min(payload),
@@ -240,7 +265,11 @@ fn whole_plan(vnet: &VnetHdr, packet: &[u8], needs_csum: bool) -> Result<Plan, S
     let start = usize::from(vnet.csum_start);
     let offset = usize::from(vnet.csum_offset);
     if start + offset + 2 > packet.len() {
-        return Err(SplitError::Malformed("checksum offsets outside the packet"));
+        return Err(SplitError::ChecksumOutside {
+            csum_start: vnet.csum_start,
+            csum_offset: vnet.csum_offset,
+            len: packet.len(),
+        });
     }
     if csum_location(packet) == Some((start, offset)) {
         Ok(Plan::Whole {
@@ -268,7 +297,7 @@ fn write_segments(
     header: &Header,
     out: &mut [u8],
 ) {
-    let hdrs = h.len();
+    let hdrs = h.hdr_len();
     let ip = h.ip_len;
     let (template, payload) = packet.split_at(hdrs);
     let count = payload.len().div_ceil(gso_size);
@@ -280,22 +309,22 @@ fn write_segments(
     header.emit(prefix);
     let hd = &mut prefix[HEADER_LEN..];
     hd.copy_from_slice(template);
-    let first_id = be16(template, 4);
-    let first_seq = be32(template, ip + 4);
-    let tcp_word = be16(template, ip + 12);
+    let first_id = be16(template, ipv4::IDENT);
+    let first_seq = be32(template, ip + TCP_SEQ);
+    let tcp_word = be16(template, ip + TCP_DATA_OFF);
     if h.v6 {
-        put16(hd, 4, 0);
+        put16(hd, ipv6::PAYLOAD_LEN, 0);
     } else {
-        put16(hd, 2, 0);
-        put16(hd, 4, 0);
-        put16(hd, 10, 0);
+        put16(hd, ipv4::TOTAL_LEN, 0);
+        put16(hd, ipv4::IDENT, 0);
+        put16(hd, ipv4::CHECKSUM, 0);
     }
     match h.l4 {
         L4::Tcp => {
-            put32(hd, ip + 4, 0);
-            put16(hd, ip + 12, 0);
+            put32(hd, ip + TCP_SEQ, 0);
+            put16(hd, ip + TCP_DATA_OFF, 0);
         }
-        L4::Udp => put16(hd, ip + 4, 0),
+        L4::Udp => put16(hd, ip + UDP_LENGTH, 0),
     }
     put16(hd, csum_at, 0);
     let ip_base = u64::from(checksum::sum(&hd[..ip]));
@@ -311,15 +340,15 @@ fn write_segments(
         // At most the original packet's lengths, which fit their fields.
         let l4_len = (h.l4_len + chunk.len()) as u16;
         if h.v6 {
-            put16(hd, 4, l4_len);
+            put16(hd, ipv6::PAYLOAD_LEN, l4_len);
         } else {
             let total = ip as u16 + l4_len;
             let id = first_id.wrapping_add(i as u16);
-            put16(hd, 2, total);
-            put16(hd, 4, id);
+            put16(hd, ipv4::TOTAL_LEN, total);
+            put16(hd, ipv4::IDENT, id);
             put16(
                 hd,
-                10,
+                ipv4::CHECKSUM,
                 !checksum::fold(ip_base + u64::from(total) + u64::from(id)),
             );
         }
@@ -334,12 +363,12 @@ fn write_segments(
                 if i > 0 {
                     word &= !u16::from(CWR);
                 }
-                put32(hd, ip + 4, seq);
-                put16(hd, ip + 12, word);
+                put32(hd, ip + TCP_SEQ, seq);
+                put16(hd, ip + TCP_DATA_OFF, word);
                 u64::from(seq >> 16) + u64::from(seq & 0xffff) + u64::from(word)
             }
             L4::Udp => {
-                put16(hd, ip + 4, l4_len);
+                put16(hd, ip + UDP_LENGTH, l4_len);
                 u64::from(l4_len)
             }
         };

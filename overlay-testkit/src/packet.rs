@@ -1,5 +1,6 @@
 //! Raw-byte packet fixtures, built by hand (checksums included) without the crates under
-//! test: an IPv4/UDP packet for tests that inject traffic below the kernel's sockets, and
+//! test: an IPv4/UDP packet for tests that inject traffic below the kernel's sockets (and
+//! its checksum-partial form for the data path's offload tests), and
 //! the TCPv4 super-packet with its virtio header that the fast path's tests and benchmarks
 //! split and coalesce.
 
@@ -22,6 +23,22 @@ pub fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &
     p[22..24].copy_from_slice(&dport.to_be_bytes());
     p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     p[28..].copy_from_slice(payload);
+    p
+}
+
+/// [`ipv4_udp`] with its UDP checksum *partial*, as a kernel leaves it for offload: the
+/// checksum field holds the pseudo-header sum (addresses, protocol 17, UDP length), folded
+/// and not complemented.
+pub fn ipv4_udp_partial(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = ipv4_udp(src, dst, sport, dport, payload);
+    let pseudo = ones_sum(&p[12..20], 17 + 8 + payload.len() as u32);
+    p[26..28].copy_from_slice(&pseudo.to_be_bytes());
     p
 }
 
@@ -89,6 +106,17 @@ mod tests {
         );
         assert_eq!(u16::from_be_bytes([p[24], p[25]]), 11);
         assert_eq!(&p[28..], b"abc");
+    }
+
+    #[test]
+    fn the_partial_udp_checksum_is_the_pseudo_header_sum() {
+        let p = ipv4_udp_partial([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 1, 2, b"abc");
+        // 0a00 + 0001 + 0a00 + 0002 + 0011 + 000b = 0x141f
+        assert_eq!(u16::from_be_bytes([p[26], p[27]]), 0x141f);
+        assert_eq!(
+            p[..26],
+            ipv4_udp([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 1, 2, b"abc")[..26]
+        );
     }
 
     #[test]

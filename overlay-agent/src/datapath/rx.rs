@@ -21,11 +21,11 @@ use super::wake::Shutdown;
 use super::worker::{self, Step};
 use super::{FirstError, MAX_DATAGRAM};
 use arc_swap::{ArcSwap, Cache};
-use overlay_proto::checksum;
 use overlay_proto::coalesce::{CoalesceConfig, Coalescer};
 use overlay_proto::dataplane::decap::{decap_datagram, single_vnet_hdr};
 use overlay_proto::dataplane::{DropReason, Plain, RxVerdict, Unseal};
 use overlay_proto::forwarding::ForwardingTable;
+use overlay_proto::ip;
 use overlay_proto::peer::PeerId;
 use overlay_proto::vnet::{VnetHdr, VNET_HDR_LEN};
 use std::io::{self, ErrorKind};
@@ -362,7 +362,7 @@ impl RxIo {
                     } else {
                         if let Some((start, offset)) = partial {
                             // Cannot fail: decap checked the L4 header is inside the packet.
-                            let _ = checksum::complete(
+                            let _ = ip::complete(
                                 &mut buf[packet.clone()],
                                 usize::from(start),
                                 usize::from(offset),

@@ -9,7 +9,9 @@
 
 use super::{plain_vnet, CoalesceConfig, FRAME_CAPACITY, MAX_PACKET_LEN, MAX_UDP_SEGMENTS};
 use crate::checksum;
-use crate::segment::{be16, be32, parse_headers, Headers, ACK, L4, PSH, TCP_FLAGS};
+use crate::ip::l4::{ACK, PSH, TCP_ACK, TCP_DATA_OFF, TCP_FLAGS, TCP_MIN_LEN, TCP_SEQ, TCP_WINDOW};
+use crate::ip::l4::{UDP_CSUM, UDP_LENGTH};
+use crate::ip::{be16, be32, ipv4, ipv6, peek, put16, Headers, L4};
 use crate::vnet::{VnetHdr, VNET_HDR_LEN};
 
 /// A flow: IP version, addresses, protocol and ports. In a pending slot every field is
@@ -53,14 +55,15 @@ impl FlowKey {
     #[inline]
     fn new(packet: &[u8], v6: bool, proto: Option<u8>, ports_at: Option<usize>) -> FlowKey {
         let addrs = if v6 {
+            let a = ipv6::ADDRS.start;
             [
-                word(packet, 8),
-                word(packet, 16),
-                word(packet, 24),
-                word(packet, 32),
+                word(packet, a),
+                word(packet, a + 8),
+                word(packet, a + 16),
+                word(packet, a + 24),
             ]
         } else {
-            [word(packet, 12), 0, 0, 0]
+            [word(packet, ipv4::ADDRS.start), 0, 0, 0]
         };
         let mut meta = if v6 { V6 } else { 0 };
         if let Some(p) = proto {
@@ -75,25 +78,10 @@ impl FlowKey {
 
     /// The (possibly partial) flow of any packet; `None` if it is not IP at all.
     pub(super) fn loose(packet: &[u8]) -> Option<FlowKey> {
-        let first = *packet.first()?;
-        match first >> 4 {
-            4 if packet.len() >= 20 => {
-                let ihl = usize::from(first & 0x0f) * 4;
-                let first_fragment = be16(packet, 6) & 0x1fff == 0;
-                let ports = (ihl >= 20 && first_fragment).then_some(ihl);
-                Some(FlowKey::new(packet, false, Some(packet[9]), ports))
-            }
-            6 if packet.len() >= 40 => {
-                let next = packet[6];
-                Some(if crate::segment::is_ipv6_extension(next) {
-                    // TCP or UDP may hide behind the extension headers.
-                    FlowKey::new(packet, true, None, None)
-                } else {
-                    FlowKey::new(packet, true, Some(next), Some(40))
-                })
-            }
-            _ => None,
-        }
+        let p = peek(packet)?;
+        // Only the first fragment carries the ports.
+        let ports_at = p.l4_start.filter(|_| p.is_first_fragment());
+        Some(FlowKey::new(packet, p.v6, p.protocol, ports_at))
     }
 
     /// Whether a packet with this key may belong to the flow `full`.
@@ -131,13 +119,16 @@ impl Candidate {
     /// `Some` if `packet` is coalescable (see the module doc of [`super`]).
     #[inline]
     pub(super) fn parse(packet: &[u8], partial: bool, config: CoalesceConfig) -> Option<Self> {
-        let h = parse_headers(packet).ok()?;
+        let h = Headers::parse(packet).ok()?;
         let allowed = match h.l4 {
             L4::Tcp => config.tcp,
             L4::Udp => config.udp,
         };
         // IPv4: no options, and a valid header checksum (it is recomputed on merge).
-        if !allowed || (!h.v6 && (h.ip_len != 20 || checksum::sum(&packet[..20]) != 0xffff)) {
+        if !allowed
+            || (!h.v6
+                && (h.ip_len != ipv4::MIN_LEN || checksum::sum(&packet[..ipv4::MIN_LEN]) != 0xffff))
+        {
             return None;
         }
         let l4 = &packet[h.ip_len..];
@@ -148,13 +139,13 @@ impl Candidate {
                 _ => return None,
             },
             L4::Udp => {
-                if usize::from(be16(l4, 4)) != l4.len() {
+                if usize::from(be16(l4, UDP_LENGTH)) != l4.len() {
                     return None;
                 }
                 false
             }
         };
-        let payload = packet.len() - h.len();
+        let payload = packet.len() - h.hdr_len();
         if payload == 0 {
             return None;
         }
@@ -162,7 +153,7 @@ impl Candidate {
             key: FlowKey::new(packet, h.v6, Some(h.l4.proto()), Some(h.ip_len)),
             h,
             payload,
-            seq: be32(l4, 4),
+            seq: be32(l4, TCP_SEQ),
             psh,
             partial,
         })
@@ -170,7 +161,7 @@ impl Candidate {
 
     /// Nothing can be appended after this packet.
     pub(super) fn closes(&self) -> bool {
-        self.psh || self.h.len() + 2 * self.payload > MAX_PACKET_LEN
+        self.psh || self.h.hdr_len() + 2 * self.payload > MAX_PACKET_LEN
     }
 
     /// Whether the packet's own checksum verifies (always true when it is partial).
@@ -185,7 +176,7 @@ fn full_checksum_ok(h: &Headers, packet: &[u8]) -> bool {
     let Some(l4) = packet.get(h.ip_len..) else {
         return false;
     };
-    if !h.v6 && h.l4 == L4::Udp && be16(l4, 6) == 0 {
+    if !h.v6 && h.l4 == L4::Udp && be16(l4, UDP_CSUM) == 0 {
         return true;
     }
     let pseudo = checksum::pseudo_header(h.addrs(packet), h.l4.proto(), l4.len() as u32);
@@ -273,10 +264,12 @@ impl Slot {
         let head = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + self.len];
         let ip_same = if self.h.v6 {
             // Version, traffic class, flow label; hop limit.
-            head[..4] == packet[..4] && head[7] == packet[7]
+            let hl = ipv6::HOP_LIMIT;
+            head[..4] == packet[..4] && head[hl] == packet[hl]
         } else {
             // TOS; DF and reserved flag bits; TTL.
-            head[1] == packet[1] && head[6] >> 5 == packet[6] >> 5 && head[8] == packet[8]
+            let (f, ttl) = (ipv4::FRAG, ipv4::TTL);
+            head[1] == packet[1] && head[f] >> 5 == packet[f] >> 5 && head[ttl] == packet[ttl]
         };
         if !ip_same {
             return false;
@@ -289,10 +282,10 @@ impl Slot {
                 // is a multiple of 4, equal in both as `h` is).
                 let l4_end = ip + self.h.l4_len;
                 c.seq == self.next_seq
-                    && be32(head, ip + 8) == be32(packet, ip + 8)
-                    && head[ip + 12] == packet[ip + 12]
-                    && be16(head, ip + 14) == be16(packet, ip + 14)
-                    && words_equal(head, packet, ip + 20, l4_end)
+                    && be32(head, ip + TCP_ACK) == be32(packet, ip + TCP_ACK)
+                    && head[ip + TCP_DATA_OFF] == packet[ip + TCP_DATA_OFF]
+                    && be16(head, ip + TCP_WINDOW) == be16(packet, ip + TCP_WINDOW)
+                    && words_equal(head, packet, ip + TCP_MIN_LEN, l4_end)
             }
             L4::Udp => self.segments < MAX_UDP_SEGMENTS,
         };
@@ -306,7 +299,7 @@ impl Slot {
             self.head_ok = true;
         }
         let at = VNET_HDR_LEN + self.len;
-        self.buf[at..at + c.payload].copy_from_slice(&packet[self.h.len()..]);
+        self.buf[at..at + c.payload].copy_from_slice(&packet[self.h.hdr_len()..]);
         self.len += c.payload;
         self.segments += 1;
         self.next_seq = self.next_seq.wrapping_add(c.payload as u32);
@@ -334,7 +327,7 @@ impl Slot {
                     (L4::Udp, _) => VnetHdr::GSO_UDP_L4,
                 },
                 // All ≤ 65535: the packet fits a frame.
-                hdr_len: self.h.len() as u16,
+                hdr_len: self.h.hdr_len() as u16,
                 gso_size: self.gso_size as u16,
                 csum_start: self.h.ip_len as u16,
                 csum_offset: self.h.l4.csum_offset() as u16,
@@ -360,21 +353,20 @@ fn words_equal(a: &[u8], b: &[u8], from: usize, to: usize) -> bool {
 
 /// Lengths, IPv4 header checksum, PSH and the partial L4 checksum of a merged packet.
 fn merged_fixup(h: &Headers, psh: bool, pkt: &mut [u8]) {
-    use crate::segment::put16;
     let ip = h.ip_len;
     let l4_len = pkt.len() - ip;
     if h.v6 {
-        put16(pkt, 4, l4_len as u16);
+        put16(pkt, ipv6::PAYLOAD_LEN, l4_len as u16);
     } else {
-        put16(pkt, 2, pkt.len() as u16);
-        put16(pkt, 10, 0);
+        put16(pkt, ipv4::TOTAL_LEN, pkt.len() as u16);
+        put16(pkt, ipv4::CHECKSUM, 0);
         let c = checksum::checksum(&pkt[..ip]);
-        put16(pkt, 10, c);
+        put16(pkt, ipv4::CHECKSUM, c);
     }
     match h.l4 {
         L4::Tcp if psh => pkt[ip + TCP_FLAGS] |= PSH,
         L4::Tcp => {}
-        L4::Udp => put16(pkt, ip + 4, l4_len as u16),
+        L4::Udp => put16(pkt, ip + UDP_LENGTH, l4_len as u16),
     }
     let pseudo = checksum::pseudo_header(h.addrs(pkt), h.l4.proto(), l4_len as u32);
     put16(pkt, ip + h.l4.csum_offset(), pseudo);

@@ -3,7 +3,7 @@
 mod rules;
 
 use super::*;
-use crate::segment::be16;
+use crate::ip::be16;
 use crate::segment::tests::{complete, l4_valid, pseudo, Pkt, TS_OPTION};
 
 const BOTH: CoalesceConfig = CoalesceConfig {
@@ -512,7 +512,7 @@ fn the_merged_header_keeps_the_first_segments_fields() {
     c.flush(&mut sink.w());
     let m = sink.packet(0);
     assert_eq!(be16(m, 4), p.id, "first IPv4 id");
-    assert_eq!(crate::segment::be32(m, 24), p.seq, "first sequence number");
+    assert_eq!(crate::ip::be32(m, 24), p.seq, "first sequence number");
     assert_eq!(
         crate::checksum::sum(&m[..20]),
         0xffff,

@@ -2,12 +2,12 @@
 //! one is opened ([`Unseal`]), and the virtio header of a packet written to the TUN alone
 //! ([`single_vnet_hdr`]).
 
-use super::inner::{l4_checksum, parse_ipv4};
 use super::relay::relay;
 use super::trace::MAX_TRACE_DATAGRAM;
 use super::{DropReason, RxVerdict};
 use crate::forwarding::ForwardingTable;
 use crate::header::{Header, Kind, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use crate::ip::{l4_checksum, parse_ipv4};
 use crate::peer::PeerId;
 use crate::vnet::VnetHdr;
 use std::net::{IpAddr, SocketAddr};
@@ -105,7 +105,7 @@ pub fn decap_datagram<U: Unseal>(
     let payload = datagram.get(HEADER_LEN..).unwrap_or_default();
     let ip = match parse_ipv4(payload) {
         Ok(ip) => ip,
-        Err(reason) => return RxVerdict::Drop(reason),
+        Err(e) => return RxVerdict::Drop(e.into()),
     };
     if !table.source_allowed(header.src, IpAddr::V4(ip.src)) {
         return RxVerdict::Drop(DropReason::Spoofed);
@@ -115,8 +115,8 @@ pub fn decap_datagram<U: Unseal>(
     }
     let partial = if header.flags & FLAG_CSUM_PARTIAL != 0 {
         match l4_checksum(&ip) {
-            Some(at) => Some(at),
-            None => return RxVerdict::Drop(DropReason::Malformed),
+            Ok(at) => Some(at),
+            Err(e) => return RxVerdict::Drop(e.into()),
         }
     } else {
         None

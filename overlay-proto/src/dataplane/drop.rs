@@ -57,6 +57,7 @@ impl DropReason {
 // the pure decisions convert with `?`/`map_err(DropReason::from)` and never match on them.
 
 use crate::header::HeaderError;
+use crate::ip::IpError;
 use crate::seal::{OpenError, SealError};
 
 /// A datagram whose overlay header does not parse.
@@ -67,6 +68,24 @@ impl From<HeaderError> for DropReason {
             HeaderError::Truncated(_) => DropReason::Malformed,
             HeaderError::UnknownVersion(_) => DropReason::BadVersion,
             HeaderError::UnknownKind(_) => DropReason::BadKind,
+        }
+    }
+}
+
+/// An inner packet that fails an [`ip`](crate::ip) check: an IPv6 packet where IPv4 is
+/// routed is `Unsupported`, anything else `Malformed`.
+impl From<IpError> for DropReason {
+    #[inline]
+    fn from(e: IpError) -> DropReason {
+        match e {
+            IpError::Ipv6Unsupported => DropReason::Unsupported,
+            IpError::Truncated { .. }
+            | IpError::NotIp { .. }
+            | IpError::HeaderLength { .. }
+            | IpError::LengthMismatch { .. }
+            | IpError::Fragment
+            | IpError::Ipv6Extension { .. }
+            | IpError::NotTcpOrUdp { .. } => DropReason::Malformed,
         }
     }
 }
@@ -155,6 +174,22 @@ mod from_header_and_seal_errors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ipv6_is_unsupported_every_other_ip_error_is_malformed() {
+        assert_eq!(
+            DropReason::from(IpError::Ipv6Unsupported),
+            DropReason::Unsupported
+        );
+        for e in [
+            IpError::NotIp { version: 5 },
+            IpError::Fragment,
+            IpError::NotTcpOrUdp { protocol: 1 },
+            IpError::Ipv6Extension { next_header: 0 },
+        ] {
+            assert_eq!(DropReason::from(e), DropReason::Malformed, "{e}");
+        }
+    }
 
     #[test]
     fn reasons_index_a_table_of_count_entries() {

@@ -2,11 +2,10 @@
 //! packet gets its overlay header written in front of it in place, a super-packet is split
 //! by [`segment::split`] into the caller's second buffer.
 
-use super::inner::{l4_checksum, parse_ipv4, Ipv4Info};
 use super::{DropReason, TxVerdict};
-use crate::checksum;
 use crate::forwarding::{ForwardingTable, Lookup};
 use crate::header::{Header, FLAG_CSUM_PARTIAL, HEADER_LEN};
+use crate::ip::{self, l4_checksum, parse_ipv4, Ipv4Info};
 use crate::peer::PeerId;
 use crate::segment::{self, SplitError};
 use crate::vnet::VnetHdr;
@@ -18,7 +17,8 @@ pub const SPLIT_BUFFER: usize = 128 << 10;
 
 /// Where a packet goes: the destination peer and the next hop's address.
 ///
-/// Non-IPv4 packets and destinations outside the cluster are `Unsupported`; a destination
+/// The packet must pass [`ip::parse_ipv4`] (its error counted as the [`DropReason`] it maps
+/// to). Non-IPv4 packets and destinations outside the cluster are `Unsupported`; a destination
 /// whose block has no owner, whose owner is unreachable, or that is in our own block (the
 /// kernel should have delivered it locally) has no route.
 #[inline]
@@ -64,9 +64,13 @@ pub fn encap(
         }
         return match segment::split(&vnet, &packet[..ip.total_len], &header, out) {
             Ok(layout) => TxVerdict::Split { to, dst, layout },
+            Err(SplitError::Headers(e)) => TxVerdict::Drop(e.into()),
             Err(SplitError::Unsupported(_)) => TxVerdict::Drop(DropReason::Unsupported),
             Err(
-                SplitError::Malformed(_)
+                SplitError::ZeroGsoSize
+                | SplitError::GsoTypeMismatch { .. }
+                | SplitError::NoPayload
+                | SplitError::ChecksumOutside { .. }
                 | SplitError::TooManySegments(_)
                 | SplitError::BufferTooSmall(_),
             ) => TxVerdict::Drop(DropReason::Malformed),
@@ -74,9 +78,9 @@ pub fn encap(
     }
     if partial {
         let (start, offset) = (vnet.csum_start, vnet.csum_offset);
-        if l4_checksum(&ip) == Some((start, offset)) {
+        if l4_checksum(&ip) == Ok((start, offset)) {
             header.flags |= FLAG_CSUM_PARTIAL;
-        } else if checksum::complete(
+        } else if ip::complete(
             &mut packet[..ip.total_len],
             usize::from(start),
             usize::from(offset),
@@ -115,17 +119,13 @@ mod tests {
 
     /// `ipv4_udp` with a partial checksum: the pseudo-header sum in the checksum field.
     fn partial_udp(payload: &[u8]) -> Vec<u8> {
-        let mut p = ipv4_udp([10, 32, 1, 1], [10, 32, 2, 7], payload);
-        let mut sum: u32 = p[12..20]
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        sum += 17 + (8 + payload.len()) as u32;
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        p[26..28].copy_from_slice(&(sum as u16).to_be_bytes());
-        p
+        overlay_testkit::packet::ipv4_udp_partial(
+            [10, 32, 1, 1].into(),
+            [10, 32, 2, 7].into(),
+            4000,
+            5000,
+            payload,
+        )
     }
 
     #[test]

@@ -15,11 +15,14 @@
 //!   open it when sealed ([`Unseal`]), and the virtio header of a packet written alone.
 //! - [`relay`]: the one relay rule (hop limit above 1, a next hop, hop limit decremented in
 //!   place), used by data datagrams and by both trace steps.
-//! - [`inner`]: checks of the inner IPv4 packet and where its L4 checksum is.
 //! - [`trace`]: what an agent does with a trace probe or report, and the trace datagrams.
 //! - [`verdict`]: [`RxVerdict`] and [`TxVerdict`], what the shell does next.
 //! - [`drop`](mod@drop): [`DropReason`], why a packet or datagram was dropped (the agent's drop
-//!   counters and the `reason` label of its drop metric).
+//!   counters and the `reason` label of its drop metric), and the reason each
+//!   [`IpError`](crate::ip::IpError) of an inner packet counts as.
+//!
+//! The inner packet's headers are read with [`crate::ip`] ([`ip::parse_ipv4`](crate::ip::parse_ipv4)
+//! routes it, [`ip::l4_checksum`](crate::ip::l4_checksum) locates a partial checksum).
 //! - `fixtures` (tests, or the `test-fixtures` feature): a three-peer cluster and datagram
 //!   builders for the tests and fuzzers of the data plane.
 
@@ -28,7 +31,6 @@ pub mod drop;
 pub mod encap;
 #[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
-pub mod inner;
 pub mod relay;
 pub mod trace;
 pub mod verdict;

@@ -7,6 +7,7 @@ pub(crate) use packets::*;
 
 use super::*;
 use crate::header::FLAG_CSUM_PARTIAL;
+use crate::ip::l4::ACK;
 use crate::PeerId;
 
 fn overlay() -> Header {
@@ -198,7 +199,7 @@ fn udp_l4_split_over_ipv4_and_ipv6() {
                 assert_eq!(Header::parse(d).map(|h| h.flags), Ok(flag));
                 let mut inner = d[HEADER_LEN..].to_vec();
                 let chunk = &payload[i * 1000..(i * 1000 + 1000).min(2500)];
-                assert_eq!(parse_headers(&inner).map(|h| h.len()), Ok(ip + 8));
+                assert_eq!(Headers::parse(&inner).map(|h| h.hdr_len()), Ok(ip + 8));
                 assert_eq!(be16(&inner, ip + 4) as usize, 8 + chunk.len(), "UDP length");
                 if !p.v6 {
                     assert_eq!(be16(&inner, 4), 0x1234 + i as u16, "IPv4 id");
@@ -299,7 +300,11 @@ fn gso_none_partial_checksum_elsewhere_is_completed_in_the_copy() {
     };
     assert_eq!(
         split(&bad, &pkt, &overlay(), &mut out),
-        Err(SplitError::Malformed("checksum offsets outside the packet"))
+        Err(SplitError::ChecksumOutside {
+            csum_start: 60,
+            csum_offset: bad.csum_offset,
+            len: pkt.len()
+        })
     );
 }
 
@@ -312,75 +317,126 @@ fn rejects_inconsistent_packets_as_malformed() {
     let v6 = tso(VnetHdr::GSO_TCPV6, 1000);
     let uso = tso(VnetHdr::GSO_UDP_L4, 1000);
     let mut out = vec![0x5au8; 8000];
-    let malformed =
-        |vnet: &VnetHdr, pkt: &[u8], out: &mut [u8]| match split(vnet, pkt, &overlay(), out) {
-            Err(SplitError::Malformed(why)) => why,
-            other => panic!("expected Malformed, got {other:?}"),
-        };
+    let malformed = |vnet: &VnetHdr, pkt: &[u8], out: &mut [u8]| {
+        let e = split(vnet, pkt, &overlay(), out).expect_err("malformed");
+        assert!(
+            !matches!(
+                e,
+                SplitError::Unsupported(_) | SplitError::BufferTooSmall(_)
+            ),
+            "{e:?}"
+        );
+        e
+    };
+    let bad_headers = |e: IpError| SplitError::Headers(e);
     assert_eq!(
         malformed(&tso(VnetHdr::GSO_TCPV4, 0), &tcp4, &mut out),
-        "gso_size 0"
+        SplitError::ZeroGsoSize
     );
     for len in [0, 1, 19, 20, 39, 51] {
         malformed(&v4, &tcp4[..len], &mut out); // truncated (lengths disagree)
     }
-    malformed(&v6, &tcp6[..50], &mut out);
+    assert_eq!(
+        malformed(&v6, &tcp6[..50], &mut out),
+        bad_headers(IpError::LengthMismatch {
+            layer: Layer::Ipv6,
+            field: tcp6.len(),
+            got: 50
+        })
+    );
     let mut t = tcp4.clone();
     t[32] = 0x40; // data offset 4
-    assert_eq!(malformed(&v4, &t, &mut out), "TCP data offset below 5");
+    assert_eq!(
+        malformed(&v4, &t, &mut out),
+        bad_headers(IpError::HeaderLength {
+            layer: Layer::Tcp,
+            len: 16,
+            min: 20
+        })
+    );
     let mut t = tcp4.clone();
     t[0] = 0x44; // IHL 4
-    assert_eq!(malformed(&v4, &t, &mut out), "IPv4 header length below 20");
+    assert_eq!(
+        malformed(&v4, &t, &mut out),
+        bad_headers(IpError::HeaderLength {
+            layer: Layer::Ipv4,
+            len: 16,
+            min: 20
+        })
+    );
+    let mismatch = |gso_type, ip, l4| SplitError::GsoTypeMismatch { gso_type, ip, l4 };
     assert_eq!(
         malformed(&v4, &udp4, &mut out),
-        "IP version or L4 protocol does not match gso_type"
+        mismatch(VnetHdr::GSO_TCPV4, Layer::Ipv4, Layer::Udp)
     );
     assert_eq!(
         malformed(&uso, &tcp4, &mut out),
-        "IP version or L4 protocol does not match gso_type"
+        mismatch(VnetHdr::GSO_UDP_L4, Layer::Ipv4, Layer::Tcp)
     );
     assert_eq!(
         malformed(&v6, &tcp4, &mut out),
-        "IP version or L4 protocol does not match gso_type"
+        mismatch(VnetHdr::GSO_TCPV6, Layer::Ipv4, Layer::Tcp)
     );
+    let e = malformed(&v4, &tcp6, &mut out);
+    assert_eq!(e, mismatch(VnetHdr::GSO_TCPV4, Layer::Ipv6, Layer::Tcp));
     assert_eq!(
-        malformed(&v4, &tcp6, &mut out),
-        "IP version or L4 protocol does not match gso_type"
+        e.to_string(),
+        "gso_type 1 does not match a TCP over IPv6 packet"
     );
     let mut icmp = tcp4.clone();
     icmp[9] = 1;
-    assert_eq!(malformed(&v4, &icmp, &mut out), "neither TCP nor UDP");
+    assert_eq!(
+        malformed(&v4, &icmp, &mut out),
+        bad_headers(IpError::NotTcpOrUdp { protocol: 1 })
+    );
     for frag in [0x2000u16, 0x0001, 0x6000] {
         let f = Pkt {
             frag,
             ..Pkt::tcp4()
         }
         .build_partial(&[0u8; 3000]);
-        assert_eq!(malformed(&v4, &f, &mut out), "IPv4 fragment");
+        assert_eq!(malformed(&v4, &f, &mut out), bad_headers(IpError::Fragment));
     }
     let mut ext = tcp6.clone();
     ext[6] = 0; // hop-by-hop options
-    assert_eq!(malformed(&v6, &ext, &mut out), "IPv6 extension header");
+    assert_eq!(
+        malformed(&v6, &ext, &mut out),
+        bad_headers(IpError::Ipv6Extension { next_header: 0 })
+    );
     let mut long = tcp4.clone();
     long.push(0); // total length disagrees
+    let e = malformed(&v4, &long, &mut out);
     assert_eq!(
-        malformed(&v4, &long, &mut out),
-        "IPv4 total length does not match the packet"
+        e,
+        bad_headers(IpError::LengthMismatch {
+            layer: Layer::Ipv4,
+            field: tcp4.len(),
+            got: tcp4.len() + 1
+        })
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "super-packet headers: IPv4 length field says {} bytes, the packet has {}",
+            tcp4.len(),
+            tcp4.len() + 1
+        )
     );
     let mut long6 = tcp6.clone();
     long6.push(0);
     assert_eq!(
         malformed(&v6, &long6, &mut out),
-        "IPv6 payload length does not match the packet"
+        bad_headers(IpError::LengthMismatch {
+            layer: Layer::Ipv6,
+            field: tcp6.len(),
+            got: tcp6.len() + 1
+        })
     );
     let empty = Pkt::tcp4().build_partial(&[]);
-    assert_eq!(
-        malformed(&v4, &empty, &mut out),
-        "super-packet without payload"
-    );
+    assert_eq!(malformed(&v4, &empty, &mut out), SplitError::NoPayload);
     assert_eq!(
         malformed(&v4, &[0x70; 60], &mut out),
-        "not an IPv4 or IPv6 packet"
+        bad_headers(IpError::NotIp { version: 7 })
     );
     assert!(out.iter().all(|&b| b == 0x5a), "errors write nothing");
 }

@@ -1,7 +1,7 @@
 //! Test packets with valid checksums, full or partial, and checksum helpers.
 
 use crate::checksum;
-use crate::segment::ACK;
+use crate::ip::l4::ACK;
 
 /// Test packets: IPv4 10.32.1.2 -> 10.32.2.3 or IPv6 fd00::1:2 -> fd00::2:3, TCP or UDP
 /// 40000 -> 5201, with valid IPv4 header and full L4 checksums.
