@@ -3,7 +3,7 @@
 //! Run with `cargo test -p overlay-proto --test simulation -- --nocapture` to see the
 //! simulated convergence times.
 
-mod sim;
+use overlay_sim as sim;
 
 use sim::{Conditions, Sim};
 use std::collections::BTreeSet;

@@ -2,7 +2,7 @@
 //! connection runs the real sans-IO Noise handshake (both sides' bytes through the state
 //! machines, with the simulated latency) and carries its frames in sealed records.
 
-mod sim;
+use overlay_sim as sim;
 
 use sim::{Conditions, Sim};
 use std::collections::BTreeSet;

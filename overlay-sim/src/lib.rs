@@ -8,12 +8,11 @@
 //! handshake and carries its frames in sealed records. A handshake that does not complete
 //! within [`HANDSHAKE_TIMEOUT`] fails, as in the agent.
 
-#![allow(dead_code)]
-
 mod wire;
 
 pub use wire::SimAuth;
 
+use overlay_proto::message::Message;
 use overlay_proto::node::{ConnId, Direction, Node, NodeConfig, Output, Timing};
 use overlay_proto::topology::Claim;
 use overlay_proto::PeerName;
@@ -27,6 +26,7 @@ use wire::{Out, Wire};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SplitMix64, for the simulation's own randomness.
+#[derive(Debug, Clone)]
 pub struct Rng(u64);
 
 impl Rng {
@@ -107,6 +107,28 @@ struct Link {
     dialed: Option<SocketAddr>,
 }
 
+/// Control traffic of one node, counted on the wire (frames and handshake bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages sent.
+    pub sent_msgs: u64,
+    /// Bytes sent.
+    pub sent_bytes: u64,
+    /// Messages received.
+    pub recv_msgs: u64,
+    /// Bytes received (frames and handshake bytes).
+    pub recv_bytes: u64,
+    /// Messages other than heartbeats sent to this node (counted when sent).
+    pub gossip_recv_msgs: u64,
+    /// Bytes of the messages other than heartbeats sent to this node (counted when sent).
+    pub gossip_recv_bytes: u64,
+    /// Of the messages sent, heartbeats and their answers.
+    pub heartbeat_msgs: u64,
+    /// Bytes of the heartbeats and answers sent.
+    pub heartbeat_bytes: u64,
+}
+
+/// One simulated agent: its state machine while running, and what outlives a restart.
 pub struct SimNode {
     pub node: Option<Node>,
     pub addr: SocketAddr,
@@ -120,7 +142,22 @@ pub struct SimNode {
     pub refused_bad_secret: u64,
     /// Inbound connections refused for another reason (malformed bytes).
     pub refused_other: u64,
+    /// Why the last inbound connection was refused.
+    pub last_refusal: Option<String>,
+    /// Control traffic this node sent and received (messages and bytes on the wire).
+    pub traffic: Traffic,
     timer_at: Option<Instant>,
+}
+
+impl std::fmt::Debug for SimNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNode")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("running", &self.node.is_some())
+            .field("traffic", &self.traffic)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The simulated network.
@@ -155,6 +192,17 @@ pub fn name(i: usize) -> PeerName {
 
 pub fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 99, (i / 250) as u8, (i % 250 + 1) as u8], 6783))
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("elapsed", &self.elapsed())
+            .field("nodes", &self.nodes.len())
+            .field("messages", &self.messages)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sim {
@@ -198,6 +246,8 @@ impl Sim {
             auth: self.secret.as_deref().map(|s| SimAuth::new(&[s])),
             refused_bad_secret: 0,
             refused_other: 0,
+            last_refusal: None,
+            traffic: Traffic::default(),
             timer_at: None,
         });
         i
@@ -367,6 +417,16 @@ impl Sim {
                 }
                 let bytes = link.wire.seal(&msg);
                 self.messages += 1;
+                let traffic = &mut self.nodes[i].traffic;
+                traffic.sent_msgs += 1;
+                if matches!(msg, Message::Heartbeat(_) | Message::HeartbeatAck(_)) {
+                    traffic.heartbeat_msgs += 1;
+                    traffic.heartbeat_bytes += bytes.len() as u64;
+                } else {
+                    let theirs = &mut self.nodes[j].traffic;
+                    theirs.gossip_recv_msgs += 1;
+                    theirs.gossip_recv_bytes += bytes.len() as u64;
+                }
                 self.bytes += bytes.len() as u64;
                 self.transmit(i, conn, bytes);
             }
@@ -448,6 +508,7 @@ impl Sim {
                 if self.nodes[node].node.is_none() {
                     return;
                 }
+                self.nodes[node].traffic.recv_bytes += bytes.len() as u64;
                 let Some(link) = self.links.get_mut(&(node, conn)) else {
                     return;
                 };
@@ -456,6 +517,7 @@ impl Sim {
                     Err(refusal) => {
                         if link.direction == Direction::Inbound && !link.wire.is_up() {
                             let n = &mut self.nodes[node];
+                            n.last_refusal = Some(refusal.reason);
                             if refusal.bad_secret {
                                 n.refused_bad_secret += 1;
                             } else {
@@ -536,6 +598,7 @@ impl Sim {
                     }
                 }
                 Out::Message(msg) => {
+                    self.nodes[i].traffic.recv_msgs += 1;
                     if let Some(n) = self.nodes[i].node.as_mut() {
                         n.handle_message(conn, msg, now);
                     }
@@ -553,6 +616,7 @@ impl Sim {
         if self.is_cut(i, j) {
             return;
         }
+        self.nodes[i].traffic.sent_bytes += bytes.len() as u64;
         let lat = self.latency();
         let last = self
             .last_delivery

@@ -45,6 +45,7 @@ pub enum Out {
 pub struct Refusal {
     /// The peer does not hold a secret this end accepts.
     pub bad_secret: bool,
+    /// What went wrong, for the log.
     pub reason: String,
 }
 
