@@ -249,6 +249,7 @@ async fn serve(
                 ..Timing::default()
             },
             rng_seed: rand::random(),
+            view: Default::default(),
         },
         Instant::now(),
     );

@@ -48,6 +48,9 @@
 //! | 3    | [`Message::HeartbeatAck`] | [`Heartbeat`] |
 //! | 4    | [`Message::Leave`]        | (none)        |
 //! | 5    | [`Message::Digest`]       | [`Digest`](crate::message::Digest) |
+//! | 6    | [`Message::Summary`]      | [`Summary`](crate::message::Summary) |
+//! | 7    | [`Message::Keep`]         | `bool`        |
+//! | 8    | [`Message::Redirect`]     | `Vec<SocketAddr>` (at most [`MAX_REDIRECT`]) |
 //!
 //! A type this build does not know decodes to `Ok(None)` and is skipped, so new messages can be
 //! rolled out without breaking older peers. For known types the payload must fill the body
@@ -102,7 +105,13 @@ mod ty {
     pub const HEARTBEAT_ACK: u8 = 3;
     pub const LEAVE: u8 = 4;
     pub const DIGEST: u8 = 5;
+    pub const SUMMARY: u8 = 6;
+    pub const KEEP: u8 = 7;
+    pub const REDIRECT: u8 = 8;
 }
+
+/// Most addresses a [`Message::Redirect`] may carry; a longer one is a decoding error.
+pub const MAX_REDIRECT: usize = 16;
 
 /// Why bytes could not be decoded, or a message not encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +146,9 @@ pub enum CodecError {
         /// What postcard could not decode.
         error: postcard::Error,
     },
+    /// a redirect listing more addresses than allowed
+    #[error("redirect lists {0} addresses, more than the limit of {1}")]
+    TooManyAddresses(usize, usize),
     /// bytes left after a message payload
     #[error("message type {ty} has {extra} bytes after its payload")]
     TrailingBytes {
@@ -234,6 +246,18 @@ pub fn encode_message(msg: &Message, out: &mut Vec<u8>) -> Result<(), CodecError
             out.push(ty::DIGEST);
             append_postcard(d, out, cap).map_err(|_| payload_size(d))
         }
+        Message::Summary(x) => {
+            out.push(ty::SUMMARY);
+            append_postcard(x, out, cap).map_err(|_| payload_size(x))
+        }
+        Message::Keep(keep) => {
+            out.push(ty::KEEP);
+            append_postcard(keep, out, cap).map_err(|_| payload_size(keep))
+        }
+        Message::Redirect(addrs) => {
+            out.push(ty::REDIRECT);
+            append_postcard(addrs, out, cap).map_err(|_| payload_size(addrs))
+        }
     };
     match written {
         Ok(()) => close_frame(out, start, MAX_FRAME_LEN),
@@ -260,6 +284,15 @@ pub fn decode_message(body: &[u8]) -> Result<Option<Message>, CodecError> {
         ty::HEARTBEAT => Message::Heartbeat(decode_payload(ty, payload)?),
         ty::HEARTBEAT_ACK => Message::HeartbeatAck(decode_payload(ty, payload)?),
         ty::DIGEST => Message::Digest(decode_payload(ty, payload)?),
+        ty::SUMMARY => Message::Summary(decode_payload(ty, payload)?),
+        ty::KEEP => Message::Keep(decode_payload(ty, payload)?),
+        ty::REDIRECT => {
+            let addrs: Vec<std::net::SocketAddr> = decode_payload(ty, payload)?;
+            if addrs.len() > MAX_REDIRECT {
+                return Err(CodecError::TooManyAddresses(addrs.len(), MAX_REDIRECT));
+            }
+            Message::Redirect(addrs)
+        }
         ty::LEAVE if payload.is_empty() => Message::Leave,
         ty::LEAVE => {
             return Err(CodecError::TrailingBytes {
@@ -566,7 +599,7 @@ mod tests {
     #[test]
     fn unknown_message_types_are_skipped() {
         assert_eq!(decode_message(&[0x00]), Ok(None));
-        assert_eq!(decode_message(&[0x06, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_message(&[0x09, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_message(&[0xff]), Ok(None));
     }
 

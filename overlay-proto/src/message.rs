@@ -66,6 +66,27 @@ pub enum Message {
     Leave,
     /// Which version of every record the sender holds (anti-entropy; see [`Digest`]).
     Digest(Digest),
+    /// A fingerprint of the sender's whole topology (see [`Summary`]); a receiver holding
+    /// another answers with its [`Digest`].
+    Summary(Summary),
+    /// Whether the sender needs this connection kept: the peer is in its active view, or it
+    /// is still joining. A connection neither end needs is closed (see `crate::node`). A peer
+    /// that never sent it is taken to need every connection.
+    Keep(bool),
+    /// The sender has no room for this connection and closes it: dial one of these instead
+    /// (advertised addresses of some of its neighbours).
+    Redirect(Vec<SocketAddr>),
+}
+
+/// Order-independent fingerprint of a topology: the number of records and the XOR of a hash
+/// of each record's (name, version, instance). Two agents holding the same records have the
+/// same summary; a periodic exchange of summaries costs a few bytes when nothing differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Summary {
+    /// Number of records.
+    pub records: u64,
+    /// XOR of every record's hash.
+    pub hash: u64,
 }
 
 /// Topology records carried by gossip.

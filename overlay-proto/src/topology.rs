@@ -5,6 +5,7 @@
 //! commutative, associative and idempotent, so every agent that has seen the same set of records
 //! holds the same topology, whatever the order or repetition in which gossip delivered them.
 
+use crate::message::Summary;
 use crate::peer::PeerName;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,18 @@ impl PeerRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
     records: BTreeMap<PeerName, PeerRecord>,
+    /// Kept up to date by every merge, so a summary costs nothing to send.
+    summary: Summary,
+}
+
+/// The hash of one record in a [`Summary`]: of its name, version and instance (what a
+/// [`crate::message::DigestEntry`] carries), so summaries agree exactly when digests would.
+fn summary_hash(r: &PeerRecord) -> u64 {
+    let mut h = r.name.id().0;
+    for v in [r.version, r.instance] {
+        h = crate::rng::mix(h ^ v);
+    }
+    crate::rng::mix(h)
 }
 
 impl Topology {
@@ -117,15 +130,23 @@ impl Topology {
         match self.records.get_mut(&record.name) {
             Some(held) if *held >= record => false,
             Some(held) => {
+                self.summary.hash ^= summary_hash(held) ^ summary_hash(&record);
                 *held = record;
                 true
             }
             None if full => false,
             None => {
+                self.summary.records += 1;
+                self.summary.hash ^= summary_hash(&record);
                 self.records.insert(record.name.clone(), record);
                 true
             }
         }
+    }
+
+    /// The fingerprint of the records held (see [`Summary`]).
+    pub fn summary(&self) -> Summary {
+        self.summary
     }
 
     /// Merges every record of `other` into `self`.

@@ -13,7 +13,7 @@ mod wire;
 pub use wire::SimAuth;
 
 use overlay_proto::message::Message;
-use overlay_proto::node::{ConnId, Direction, Node, NodeConfig, Output, Timing};
+use overlay_proto::node::{ActiveView, ConnId, Direction, Node, NodeConfig, Output, Timing};
 use overlay_proto::topology::Claim;
 use overlay_proto::PeerName;
 use std::cmp::Reverse;
@@ -167,6 +167,8 @@ pub struct Sim {
     pub nodes: Vec<SimNode>,
     pub conditions: Conditions,
     pub timing: Timing,
+    /// The active view of the nodes started from now on.
+    pub view: ActiveView,
     /// The cluster range every node uses (blocks are /24).
     pub cluster: ipnet::Ipv4Net,
     rng: Rng,
@@ -184,6 +186,10 @@ pub struct Sim {
     next_conn: ConnId,
     pub messages: u64,
     pub bytes: u64,
+    /// Connections closed by a node, by reason (its `Display`).
+    pub closes: BTreeMap<String, u64>,
+    /// Messages sent, by kind.
+    pub sent_by_kind: BTreeMap<&'static str, (u64, u64)>,
 }
 
 pub fn name(i: usize) -> PeerName {
@@ -214,6 +220,7 @@ impl Sim {
             nodes: Vec::new(),
             conditions,
             timing: Timing::default(),
+            view: ActiveView::default(),
             cluster: "10.32.0.0/12".parse().expect("cidr"),
             rng: Rng::new(seed),
             seq: 0,
@@ -226,6 +233,8 @@ impl Sim {
             next_conn: 1,
             messages: 0,
             bytes: 0,
+            closes: BTreeMap::new(),
+            sent_by_kind: BTreeMap::new(),
         }
     }
 
@@ -275,6 +284,7 @@ impl Sim {
             initial_version: (self.now - self.t0).as_millis() as u64 + 1,
             timing: self.timing.clone(),
             rng_seed: self.rng.next_u64(),
+            view: self.view,
         };
         self.nodes[i].node = Some(Node::new(cfg, self.now));
         self.after(i);
@@ -417,6 +427,18 @@ impl Sim {
                 }
                 let bytes = link.wire.seal(&msg);
                 self.messages += 1;
+                let kind = match &msg {
+                    Message::Gossip(_) => "gossip",
+                    Message::Heartbeat(_) | Message::HeartbeatAck(_) => "heartbeat",
+                    Message::Leave => "leave",
+                    Message::Digest(_) => "digest",
+                    Message::Summary(_) => "summary",
+                    Message::Keep(_) => "keep",
+                    Message::Redirect(_) => "redirect",
+                };
+                let by_kind = self.sent_by_kind.entry(kind).or_default();
+                by_kind.0 += 1;
+                by_kind.1 += bytes.len() as u64;
                 let traffic = &mut self.nodes[i].traffic;
                 traffic.sent_msgs += 1;
                 if matches!(msg, Message::Heartbeat(_) | Message::HeartbeatAck(_)) {
@@ -430,7 +452,10 @@ impl Sim {
                 self.bytes += bytes.len() as u64;
                 self.transmit(i, conn, bytes);
             }
-            Output::Close(conn, _) => self.sever(i, conn, false),
+            Output::Close(conn, reason) => {
+                *self.closes.entry(reason.to_string()).or_default() += 1;
+                self.sever(i, conn, false);
+            }
             Output::ClaimChanged(claim) => {
                 if claim.is_some() {
                     self.nodes[i].persisted = claim;

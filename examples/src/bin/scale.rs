@@ -20,7 +20,7 @@
 use clap::Parser;
 use overlay_sim::{Conditions, Sim, Traffic};
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -95,7 +95,10 @@ fn cost(s: &Sim, before: &Traffic, per_node_before: &[u64], old: &[usize]) -> Co
 }
 
 fn received(s: &Sim) -> Vec<u64> {
-    s.nodes.iter().map(|n| n.traffic.gossip_recv_bytes).collect()
+    s.nodes
+        .iter()
+        .map(|n| n.traffic.gossip_recv_bytes)
+        .collect()
 }
 
 /// Peak resident memory of this process, from `/proc/self/status`.
@@ -106,6 +109,26 @@ fn peak_rss_mib() -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn diff<K: Ord + Clone>(a: &BTreeMap<K, u64>, b: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
+    a.iter()
+        .map(|(k, v)| (k.clone(), v - b.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+fn diff2<K: Ord + Clone>(
+    a: &BTreeMap<K, (u64, u64)>,
+    b: &BTreeMap<K, (u64, u64)>,
+) -> BTreeMap<K, (u64, u64)> {
+    a.iter()
+        .map(|(k, v)| {
+            let w = b.get(k).copied().unwrap_or((0, 0));
+            (k.clone(), (v.0 - w.0, v.1 - w.1))
+        })
+        .filter(|(_, v)| v.0 > 0)
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -140,7 +163,13 @@ fn main() -> anyhow::Result<()> {
     );
 
     let idle_before = total(&s);
+    let (closes_before, kinds_before) = (s.closes.clone(), s.sent_by_kind.clone());
     s.run_for(Duration::from_secs(args.idle_secs));
+    eprintln!("idle closes: {:?}", diff(&s.closes, &closes_before));
+    eprintln!(
+        "idle messages by kind: {:?}",
+        diff2(&s.sent_by_kind, &kinds_before)
+    );
     let idle_after = total(&s);
     let idle_bytes_per_node_per_s = (idle_after.sent_bytes - idle_before.sent_bytes) as f64
         / args.nodes as f64
@@ -162,12 +191,13 @@ fn main() -> anyhow::Result<()> {
     let join_time = s.run_until_true(limit, converged);
     s.run_for(Duration::from_secs(1));
     let join = cost(&s, &before, &recv_before, &old);
-    eprintln!(
-        "join: {} messages, {} bytes",
-        join.msgs, join.bytes
-    );
+    eprintln!("join: {} messages, {} bytes", join.msgs, join.bytes);
 
-    let victim = s.alive().into_iter().find(|&i| i >= seeds.len()).unwrap_or(0);
+    let victim = s
+        .alive()
+        .into_iter()
+        .find(|&i| i >= seeds.len())
+        .unwrap_or(0);
     let victim_name = s.nodes[victim].name.clone();
     let before = total(&s);
     let recv_before = received(&s);

@@ -104,6 +104,7 @@ async fn agent_with(name: &str, seeds: Vec<SocketAddr>, auth: Option<crate::auth
                 ..Timing::default()
             },
             rng_seed: 1,
+            view: Default::default(),
         },
         Instant::now(),
     );

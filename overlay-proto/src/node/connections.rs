@@ -28,6 +28,10 @@ pub(super) struct Conn {
     pub(super) rtt: Option<Duration>,
     /// Names of records to send in the next gossip batch.
     pub(super) pending_gossip: BTreeSet<PeerName>,
+    /// What this node last told the peer with [`Message::Keep`].
+    pub(super) keep_sent: Option<bool>,
+    /// The peer needs this connection (true until it says otherwise).
+    pub(super) remote_keeps: bool,
 }
 
 impl Conn {
@@ -131,6 +135,7 @@ impl Node {
             self.outputs
                 .push_back(super::Output::Close(old_id, CloseReason::Replaced));
         }
+        let room = self.make_room(now);
         self.conns.insert(
             conn,
             Conn {
@@ -147,11 +152,21 @@ impl Node {
                 heartbeat_pending: None,
                 rtt: None,
                 pending_gossip: BTreeSet::new(),
+                keep_sent: None,
+                remote_keeps: true,
             },
         );
+        if !room {
+            let elsewhere = self.redirect_addresses(&body.name);
+            self.send(conn, Message::Redirect(elsewhere));
+            self.conns.remove(&conn);
+            self.outputs
+                .push_back(super::Output::Close(conn, CloseReason::NoRoom));
+            return Ok(());
+        }
         self.connected_target(dialed, body.advertise, &body.name);
         self.publish_self();
-        self.send_digest(conn);
+        self.send_summary(conn);
         Ok(())
     }
 

@@ -3,13 +3,18 @@
 //! Changed records are not sent at once: each neighbour has a set of record names pending for
 //! it, flushed after [`Timing::gossip_delay`](super::Timing) with the newest version of each.
 //! A burst of changes therefore costs one message per neighbour, and a record that changed
-//! twice in the meantime is sent once. A record is forwarded only when it changed this node's
-//! topology, so the flood of one change ends after every node has seen it once. Every
-//! neighbour gets the whole topology when it connects and every `full_gossip_interval`, which
-//! repairs anything lost.
+//! twice in the meantime is sent once. A record is forwarded to every other neighbour, only
+//! when it changed this node's topology, so the flood of one change ends after every node has
+//! seen it once: about n × (neighbours per node) messages, each node receiving it once per
+//! neighbour (the active view bounds both; see `view.rs`).
+//!
+//! Anti-entropy: on connect and every `full_gossip_interval`, neighbours exchange a
+//! [`Summary`] of their topologies (a count and a hash: a few bytes). Only when the summaries
+//! differ does the receiver send its [`Digest`] (every record's version), and the digest
+//! exchange moves what each side lacks.
 
 use super::{ConnId, Node};
-use crate::message::{Digest, DigestEntry, Gossip, Message};
+use crate::message::{Digest, DigestEntry, Gossip, Message, Summary};
 use crate::peer::PeerName;
 use crate::topology::{PeerRecord, MAX_PEERS};
 use std::collections::BTreeMap;
@@ -19,12 +24,6 @@ use std::time::Instant;
 pub(super) const GOSSIP_CHUNK: usize = 64;
 /// Rough size limit of one gossip message (well under the frame limit).
 pub(super) const GOSSIP_CHUNK_BYTES: usize = 256 << 10;
-
-/// How many neighbours a forwarded record goes to, out of `n`.
-fn forward_fanout(n: usize) -> usize {
-    let log2 = usize::BITS - n.leading_zeros();
-    (2 * log2 as usize).max(3)
-}
 
 /// An upper estimate of a record's encoded size.
 fn approx_wire_len(r: &PeerRecord) -> usize {
@@ -40,27 +39,6 @@ impl Node {
     pub(super) fn queue_gossip(&mut self, name: &PeerName, except: Option<ConnId>) {
         for (id, c) in self.conns.iter_mut() {
             if Some(*id) != except {
-                c.pending_gossip.insert(name.clone());
-            }
-        }
-        self.gossip_queued = true;
-    }
-
-    /// Queues a record learnt from `from` for a random subset of the other neighbours: with
-    /// `2·log2(n)` of them (at least 3) an update still reaches every peer with overwhelming
-    /// probability, at a fraction of the cost of flooding every link; the periodic digest
-    /// exchange repairs the rare miss.
-    fn queue_forward(&mut self, name: &PeerName, from: ConnId) {
-        let mut others: Vec<ConnId> = self.conns.keys().copied().filter(|c| *c != from).collect();
-        let fanout = forward_fanout(self.conns.len());
-        for i in 0..others.len().min(fanout) {
-            let span = (others.len() - i) as u64;
-            let j = i + usize::try_from(self.rng.next_u64() % span).unwrap_or(0);
-            others.swap(i, j);
-        }
-        others.truncate(fanout);
-        for id in others {
-            if let Some(c) = self.conns.get_mut(&id) {
                 c.pending_gossip.insert(name.clone());
             }
         }
@@ -118,11 +96,24 @@ impl Node {
         self.send(conn, Message::Digest(Digest { entries }));
     }
 
-    /// Sends a digest to every neighbour (the periodic full exchange).
-    pub(super) fn send_digest_to_all(&mut self) {
+    /// Sends the topology's summary to one neighbour.
+    pub(super) fn send_summary(&mut self, conn: ConnId) {
+        let summary = self.topology.summary();
+        self.send(conn, Message::Summary(summary));
+    }
+
+    /// Sends the summary to every neighbour (the periodic anti-entropy).
+    pub(super) fn send_summary_to_all(&mut self) {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
-            self.send_digest(id);
+            self.send_summary(id);
+        }
+    }
+
+    /// Answers a neighbour's summary: with the digest when the topologies differ.
+    pub(super) fn receive_summary(&mut self, from: ConnId, summary: Summary) {
+        if summary != self.topology.summary() {
+            self.send_digest(from);
         }
     }
 
@@ -211,7 +202,7 @@ impl Node {
             if self.topology.merge(record) {
                 self.stats.records_merged += 1;
                 self.topology_dirty = true;
-                self.queue_forward(&name, from);
+                self.queue_gossip(&name, Some(from));
             }
         }
     }

@@ -25,8 +25,10 @@ mod connections;
 mod gossip;
 mod targets;
 mod types;
+mod view;
 
 pub use types::*;
+pub use view::ActiveView;
 
 use crate::forwarding::ForwardingTable;
 use crate::message::{Hello, HelloBody, Message, PROTOCOL_MAX, PROTOCOL_MIN};
@@ -81,6 +83,12 @@ pub struct Node {
     topology_dirty: bool,
     conns: BTreeMap<ConnId, Conn>,
     targets: BTreeMap<SocketAddr, Target>,
+    /// The peers this node prefers to be connected to (see `view.rs`).
+    preferred: BTreeSet<PeerName>,
+    /// Advertised addresses of the preferred peers: the targets dialed on their own account.
+    preferred_addrs: BTreeSet<SocketAddr>,
+    /// When an unreachable known peer is dialed next (see `view.rs`).
+    next_reconnect: Instant,
     /// When each peer was first seen unreachable (absent while reachable).
     unreachable_since: BTreeMap<PeerName, Instant>,
     next_full_gossip: Instant,
@@ -111,6 +119,9 @@ impl Node {
             topology_dirty: true,
             conns: BTreeMap::new(),
             targets: BTreeMap::new(),
+            preferred: BTreeSet::new(),
+            preferred_addrs: BTreeSet::new(),
+            next_reconnect: now + view::RECONNECT_INTERVAL,
             unreachable_since: BTreeMap::new(),
             next_full_gossip: first_full,
             next_housekeeping: now,
@@ -177,6 +188,16 @@ impl Node {
             Message::HeartbeatAck(hb) => c.heartbeat_answered(hb, now),
             Message::Gossip(g) => self.receive_gossip(conn, g),
             Message::Digest(d) => self.receive_digest(conn, d),
+            Message::Summary(s) => self.receive_summary(conn, s),
+            Message::Keep(keep) => {
+                c.remote_keeps = keep;
+                self.close_unneeded(now);
+            }
+            Message::Redirect(addrs) => {
+                for addr in addrs {
+                    self.add_target_once(addr, now);
+                }
+            }
             Message::Leave => {
                 if let Some(peer) = self.conns.get(&conn).map(|c| c.peer.clone()) {
                     self.peer_leaving(&peer, now);
@@ -199,7 +220,7 @@ impl Node {
             self.allow_claim();
         }
         if now >= self.next_full_gossip {
-            self.send_digest_to_all();
+            self.send_summary_to_all();
             self.next_full_gossip = now
                 + self
                     .rng
@@ -212,6 +233,8 @@ impl Node {
             if self.asserted_claim.is_none() {
                 self.check_claim(now);
             }
+            self.close_unneeded(now);
+            self.reconnect_due(now);
         }
         self.after_change(now);
     }
@@ -231,8 +254,8 @@ impl Node {
         if let Some(t) = self.gossip_due() {
             next = next.min(t);
         }
-        for t in self.targets.values() {
-            if let Some(at) = t.retry_at() {
+        for (addr, t) in &self.targets {
+            if let Some(at) = self.target_due(addr, t) {
                 next = next.min(at);
             }
         }
@@ -392,12 +415,14 @@ impl Node {
             let routes = compute_routes(&self.topology, &self.config.name);
             self.routes = routes;
             self.update_reachability(now);
+            self.choose_preferred();
             // A claim change republishes the own record and dirties the topology again.
             self.check_claim(now);
             self.refresh_targets(now);
             self.push_routes_changed();
         }
         if !self.left {
+            self.send_keep_flags();
             self.dial_due(now);
             self.schedule_gossip(now);
         }

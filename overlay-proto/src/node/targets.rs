@@ -1,4 +1,10 @@
-//! Dial targets: the seeds plus the advertised address of every known peer.
+//! Dial targets: the seeds, the advertised addresses of the preferred peers (the active view,
+//! see `view.rs`), and addresses dialed once (a redirect's, or an unreachable peer's to heal a
+//! partition).
+//!
+//! A seed that has been connected once is a lifeline: it is dialed again only while the node
+//! has no connection at all. A target dialed once is forgotten when its dial fails or its
+//! connection ends.
 //!
 //! A target is dialed when it is due; a failed dial is retried after an exponential backoff
 //! (from [`Timing::dial_backoff_initial`](super::Timing) doubling up to `dial_backoff_max`,
@@ -33,6 +39,10 @@ pub(super) struct Target {
     last_error: Option<String>,
     /// Instance of the peer last seen at this address, to notice restarts.
     instance: Option<u64>,
+    /// Dialed once, never retried.
+    once: bool,
+    /// A connection through this target was established at least once.
+    connected_before: bool,
 }
 
 impl Target {
@@ -64,11 +74,41 @@ impl Node {
             failures: 0,
             last_error: None,
             instance: None,
+            once: false,
+            connected_before: false,
         });
         target.seed |= seed;
+        if seed {
+            target.once = false;
+        }
         if is_self {
             target.state = TargetState::IsSelf;
         }
+    }
+
+    /// Dials `addr` once (unless it is a target already).
+    pub(super) fn add_target_once(&mut self, addr: SocketAddr, now: Instant) {
+        if addr == self.config.advertise || self.targets.contains_key(&addr) {
+            return;
+        }
+        self.add_target_inner(addr, false, now);
+        if let Some(t) = self.targets.get_mut(&addr) {
+            t.once = true;
+        }
+    }
+
+    /// A seed already connected once waits while the node has any connection (see the module
+    /// docs).
+    fn parked(&self, addr: &SocketAddr, t: &Target) -> bool {
+        t.seed
+            && t.connected_before
+            && !self.conns.is_empty()
+            && !self.preferred_addrs.contains(addr)
+    }
+
+    /// When target `addr` is due to be dialed, if it is waiting and not parked.
+    pub(super) fn target_due(&self, addr: &SocketAddr, t: &Target) -> Option<Instant> {
+        t.retry_at().filter(|_| !self.parked(addr, t))
     }
 
     /// Stops dialing `addr` on its own account: the opposite of
@@ -79,12 +119,7 @@ impl Node {
     /// any discovered peer; otherwise it is dropped. An established connection is not closed:
     /// it ends when the peer leaves or goes silent.
     pub fn remove_target(&mut self, addr: SocketAddr, now: Instant) {
-        let me = &self.config.name;
-        let wanted = self
-            .topology
-            .iter()
-            .any(|r| r.name != *me && !r.left && r.advertise == addr);
-        if wanted {
+        if self.preferred_addrs.contains(&addr) {
             if let Some(t) = self.targets.get_mut(&addr) {
                 t.seed = false;
             }
@@ -112,9 +147,9 @@ impl Node {
         }
         let mut wanted: BTreeSet<SocketAddr> = BTreeSet::new();
         let peers: Vec<(SocketAddr, u64)> = self
-            .topology
+            .preferred
             .iter()
-            .filter(|r| r.name != self.config.name && !r.left)
+            .filter_map(|name| self.topology.get(name))
             .map(|r| (r.advertise, r.instance))
             .collect();
         for (addr, instance) in peers {
@@ -152,22 +187,23 @@ impl Node {
             }
         }
         self.targets.retain(|addr, t| {
-            t.seed || wanted.contains(addr) || matches!(t.state, TargetState::Dialing)
+            t.seed || t.once || wanted.contains(addr) || matches!(t.state, TargetState::Dialing)
         });
+        self.preferred_addrs = wanted;
     }
 
     /// Emits a dial for every target that is due.
     pub(super) fn dial_due(&mut self, now: Instant) {
-        let mut due = Vec::new();
-        for (addr, t) in self.targets.iter_mut() {
-            if let TargetState::Waiting { retry_at } = t.state {
-                if retry_at <= now {
-                    t.state = TargetState::Dialing;
-                    due.push(*addr);
-                }
-            }
-        }
+        let due: Vec<SocketAddr> = self
+            .targets
+            .iter()
+            .filter(|(addr, t)| self.target_due(addr, t).is_some_and(|at| at <= now))
+            .map(|(addr, _)| *addr)
+            .collect();
         for addr in due {
+            if let Some(t) = self.targets.get_mut(&addr) {
+                t.state = TargetState::Dialing;
+            }
             self.outputs.push_back(Output::Dial(addr));
         }
     }
@@ -176,6 +212,10 @@ impl Node {
         let Some(failures) = self.targets.get(&addr).map(|t| t.failures + 1) else {
             return;
         };
+        if self.targets.get(&addr).is_some_and(|t| t.once) {
+            self.targets.remove(&addr);
+            return;
+        }
         let mut delay = self.backoff(failures);
         if let Some(t) = self.targets.get_mut(&addr) {
             if t.state == TargetState::IsSelf {
@@ -220,6 +260,7 @@ impl Node {
             if let Some(t) = self.targets.get_mut(&addr) {
                 if t.state != TargetState::IsSelf {
                     t.state = TargetState::Connected(peer.clone());
+                    t.connected_before = true;
                     t.failures = 0;
                     t.last_error = None;
                     t.quick_until = None;
@@ -242,6 +283,8 @@ impl Node {
     /// Schedules redialing the targets that a closed connection satisfied.
     pub(super) fn disconnected_target(&mut self, conn: &Conn, now: Instant) {
         let backoff = self.backoff(1);
+        self.targets
+            .retain(|_, t| !(t.once && t.state == TargetState::Connected(conn.peer.clone())));
         for t in self.targets.values_mut() {
             if t.state == TargetState::Connected(conn.peer.clone()) {
                 let quick = t.quick_until.is_some_and(|until| now < until);
@@ -282,6 +325,7 @@ mod tests {
                 initial_version: 1,
                 timing: Timing::default(),
                 rng_seed: 1,
+                view: Default::default(),
             },
             now,
         );

@@ -24,6 +24,7 @@ fn config(n: &str, host: u8, seeds: &[u8]) -> NodeConfig {
         initial_version: 1,
         timing: Timing::default(),
         rng_seed: u64::from(host),
+        view: ActiveView::default(),
     }
 }
 

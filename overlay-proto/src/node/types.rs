@@ -70,6 +70,8 @@ pub struct NodeConfig {
     pub timing: Timing,
     /// Seed of the node's random choices (jitter).
     pub rng_seed: u64,
+    /// Size of the active view (see `node::view`).
+    pub view: super::ActiveView,
 }
 
 /// Which side opened a connection.
@@ -134,6 +136,12 @@ pub enum CloseReason {
     /// replaced by another connection to the same peer
     #[error("replaced by a newer connection")]
     Replaced,
+    /// neither side needs it (neither has the other in its active view, neither is joining)
+    #[error("neither side needs this connection")]
+    Unneeded,
+    /// this node holds as many connections as it may; the peer was redirected
+    #[error("no room for another connection (peer redirected)")]
+    NoRoom,
 }
 
 /// What the I/O shell must do next.
