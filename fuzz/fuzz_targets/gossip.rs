@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
             initial_version: 1,
             timing: Timing::default(),
             rng_seed: 1,
+            identity: None,
         },
         start,
     );

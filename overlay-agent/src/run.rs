@@ -249,6 +249,8 @@ async fn serve(
                 ..Timing::default()
             },
             rng_seed: rand::random(),
+            // Gossiped, so that every peer can derive its data key with this one.
+            identity: s.auth.as_ref().map(|a| *a.identity.public()),
         },
         Instant::now(),
     );

@@ -231,6 +231,7 @@ impl<H: Host> Driver<H> {
                 dialed,
                 remote,
                 hello,
+                version,
             } => {
                 let conn = self.next_conn;
                 self.next_conn += 1;
@@ -251,8 +252,14 @@ impl<H: Host> Driver<H> {
                 match up {
                     Ok(()) => {
                         info!(%peer, %remote, ?direction, conn, "connection established");
-                        let handle =
-                            ConnHandle::spawn(conn, *channel, peer, remote, self.events_tx.clone());
+                        let handle = ConnHandle::spawn(
+                            conn,
+                            *channel,
+                            version,
+                            peer,
+                            remote,
+                            self.events_tx.clone(),
+                        );
                         self.conns.insert(conn, handle);
                     }
                     Err(refusal @ (Refusal::SelfConnection | Refusal::Duplicate(_))) => {
@@ -371,6 +378,7 @@ impl<H: Host> Driver<H> {
                         dialed: Some(addr),
                         remote: addr,
                         hello: Box::new(remote_hello),
+                        version,
                     }
                 }
                 Err(e) => {
@@ -481,6 +489,7 @@ async fn accept_loop(listener: TcpListener, a: Accepting) {
                         dialed: None,
                         remote,
                         hello: Box::new(remote_hello),
+                        version,
                     };
                     let _ = events.send(event).await;
                 }

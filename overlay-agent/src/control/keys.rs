@@ -197,6 +197,7 @@ mod tests {
             claim: None,
             connections: vec![],
             left,
+            identity: None,
         }
     }
 

@@ -282,6 +282,7 @@ mod tests {
                 initial_version: 1,
                 timing: Timing::default(),
                 rng_seed: 1,
+                identity: None,
             },
             now,
         );
@@ -294,6 +295,7 @@ mod tests {
             claim: None,
             connections: vec![],
             left: false,
+            identity: None,
         });
         node.topology_dirty = true;
         node.add_target(addr(2), now);

@@ -24,6 +24,7 @@ fn config(n: &str, host: u8, seeds: &[u8]) -> NodeConfig {
         initial_version: 1,
         timing: Timing::default(),
         rng_seed: u64::from(host),
+        identity: None,
     }
 }
 
@@ -228,6 +229,7 @@ fn gossip_makes_peers_reachable_and_is_forwarded_to_other_neighbours() {
         }),
         connections: vec![name("a")],
         left: false,
+        identity: None,
     };
     a.handle_message(
         1,

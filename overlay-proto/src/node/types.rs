@@ -70,6 +70,8 @@ pub struct NodeConfig {
     pub timing: Timing,
     /// Seed of the node's random choices (jitter).
     pub rng_seed: u64,
+    /// This node's static public identity key, gossiped in its record (`None` without one).
+    pub identity: Option<[u8; 32]>,
 }
 
 /// Which side opened a connection.

@@ -225,6 +225,7 @@ impl Sim {
             initial_version: (self.now - self.t0).as_millis() as u64 + 1,
             timing: self.timing.clone(),
             rng_seed: self.rng.next_u64(),
+            identity: self.nodes[i].auth.as_ref().map(|a| *a.keys.public()),
         };
         self.nodes[i].node = Some(Node::new(cfg, self.now));
         self.after(i);
