@@ -52,6 +52,7 @@ pub fn ring_record(i: usize, n: usize) -> PeerRecord {
         }),
         connections,
         left: false,
+        identity: None,
     }
 }
 

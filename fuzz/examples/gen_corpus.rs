@@ -44,6 +44,7 @@ fn record(n: &str, version: u64, block: Option<&str>, conns: &[&str]) -> PeerRec
         }),
         connections: conns.iter().map(|c| name(c)).collect(),
         left: false,
+        identity: None,
     }
 }
 

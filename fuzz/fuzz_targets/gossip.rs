@@ -1,12 +1,13 @@
 //! Gossip payloads into a real node: the input is a sequence of message bodies (each a
-//! 2-byte big-endian length and the body) arriving on one established connection. Decoding
+//! 2-byte big-endian length and the body, in protocol version 2 or else 1, the version of the
+//! older seeds) arriving on one established connection. Decoding
 //! and handling never panic; afterwards every record the node holds is valid for the
 //! cluster, the node's own record is intact, the records equal a reference merge of the same
 //! valid records delivered in reverse order (merge is order-independent), and every message
 //! the node sends re-encodes and decodes to itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use overlay_proto::codec::{decode_message, encode_message, LEN_PREFIX};
+use overlay_proto::codec::{decode_message, decode_message_in, encode_message, LEN_PREFIX};
 use overlay_proto::message::{Hello, HelloBody, Message, PROTOCOL_MAX, PROTOCOL_MIN};
 use overlay_proto::node::{Direction, Node, NodeConfig, Output, Timing};
 use overlay_proto::topology::{PeerRecord, Topology, MAX_PEERS};
@@ -50,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
             initial_version: 1,
             timing: Timing::default(),
             rng_seed: 1,
+            identity: None,
         },
         start,
     );
@@ -77,7 +79,8 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(u16::from_be_bytes(*len)).min(tail.len());
         let (body, tail) = tail.split_at(len);
         rest = tail;
-        let Ok(Some(msg)) = decode_message(body) else {
+        let decoded = decode_message(body).or_else(|_| decode_message_in(body, 1));
+        let Ok(Some(msg)) = decoded else {
             continue;
         };
         if closed || matches!(msg, Message::Leave) {

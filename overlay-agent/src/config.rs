@@ -323,7 +323,7 @@ impl Config {
             })?),
         };
         if encrypt && secret_file.is_none() {
-            // The data keys come from the authenticated handshakes.
+            // The data keys come from the agents' authenticated identity keys.
             return Err(ConfigError::EncryptWithoutSecret);
         }
         if let Some(path) = &secret_file {

@@ -16,8 +16,8 @@
 //!   gives whole frames under their size caps.
 //! - [`conn`]: the reader and writer tasks of an established connection.
 //! - [`host`]: what the driver changes on the machine (data path table, TUN address).
-//! - [`keys`]: with `--encrypt`, the data keys derived from authenticated handshakes and
-//!   published to the data path.
+//! - [`keys`]: with `--encrypt`, the data keys derived from the peers' identity keys (proven
+//!   in handshakes or gossiped in their records) and published to the data path.
 //! - [`snapshot`]: the [`Status`] built from the node.
 
 mod conn;

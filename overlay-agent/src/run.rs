@@ -102,7 +102,7 @@ async fn run_overlay(
         let e = Encryption::new(config.name.id(), overlay_proto::seal::Suite::detect());
         info!(
             suite = e.suite.name(),
-            "data path sealed (--encrypt): per-peer-pair keys from the authenticated handshakes"
+            "data path sealed (--encrypt): per-peer-pair keys from the peers' authenticated identity keys"
         );
         e
     });
@@ -250,9 +250,17 @@ async fn serve(
             },
             rng_seed: rand::random(),
             view: Default::default(),
+            // Gossiped, so that every peer can derive its data key with this one.
+            identity: s.auth.as_ref().map(|a| *a.identity.public()),
         },
         Instant::now(),
     );
+    // --encrypt needs --secret-file (checked with the configuration): the keys come from
+    // the identity keys of the peers.
+    let data_keys = s
+        .encryption
+        .zip(s.auth.as_ref())
+        .map(|(e, auth)| DataKeys::new(e, auth.identity.clone(), s.instance));
     let driver = Driver::new(DriverConfig {
         node,
         host: host.clone(),
@@ -263,7 +271,7 @@ async fn serve(
         listener,
         commands,
         auth: s.auth,
-        data_keys: s.encryption.map(|e| DataKeys::new(e, s.instance)),
+        data_keys,
     });
     helpers.extend(retry_unresolved(s.unresolved, control));
     info!(listen = %config.listen, "control plane running");

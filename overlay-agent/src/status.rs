@@ -77,6 +77,10 @@ pub struct EncryptionStatus {
     pub suite: String,
     /// Peers a data key is held for (see `peers[].data_key`).
     pub peers_with_key: usize,
+    /// Times a peer's gossiped identity key disagreed with the one it proved in a handshake
+    /// (the proven one is used; see `crate::control::keys`).
+    #[serde(default)]
+    pub identity_mismatches: u64,
 }
 
 /// What the agent counts on its control connections (the node counts messages, the agent
@@ -127,8 +131,8 @@ pub struct PeerStatus {
     /// Inner bytes received from it.
     #[serde(default)]
     pub rx_bytes: u64,
-    /// With `--encrypt`: whether this node holds a data key for it (it completed an
-    /// authenticated handshake with this run of it); absent without `--encrypt`.
+    /// With `--encrypt`: whether this node holds a data key for it (it knows the identity key
+    /// of this run of it, proven in a handshake or gossiped); absent without `--encrypt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_key: Option<bool>,
 }

@@ -11,6 +11,9 @@
 //! - Replay and forgery: a captured sealed datagram replayed from the sender's address is
 //!   dropped as `replay`; one with its counter and ciphertext altered as `bad_tag`; an
 //!   unsealed data datagram forged from a peer's address as `unsealed`.
+//! - Keys without a connection: two agents whose underlay path is blackholed from the start
+//!   never handshake, yet derive the same data key from each other's gossiped identity and
+//!   exchange traffic sealed end to end through the third.
 
 mod common;
 
@@ -33,6 +36,22 @@ const MARKER: &[u8] = b"OVERLAY-MARKER-7f3a9c-plaintext-must-not-leak";
 
 /// A cluster of `nodes` agents, with the secret file and `--encrypt` when `encrypt`.
 fn cluster(tag: &str, nodes: usize, encrypt: bool) -> Cluster {
+    let mut c = configured(tag, nodes, encrypt);
+    start(&mut c, nodes);
+    c
+}
+
+/// Starts every agent, waits for convergence and attaches a pod on every node.
+fn start(c: &mut Cluster, nodes: usize) {
+    c.start_all().expect("agents start");
+    converge(c, Duration::from_secs(30));
+    for node in 0..nodes {
+        c.add_pod(node).expect("pod attached");
+    }
+}
+
+/// The cluster of [`cluster`], agents not started yet.
+fn configured(tag: &str, nodes: usize, encrypt: bool) -> Cluster {
     overlay_testbed::require_root();
     let bins = Binaries::next_to(env!("CARGO_BIN_EXE_overlay-agent")).expect("binaries built");
     let mut c = Cluster::new(&overlay_testbed::unique_prefix(tag), nodes, bins).expect("cluster");
@@ -45,11 +64,6 @@ fn cluster(tag: &str, nodes: usize, encrypt: bool) -> Cluster {
     c.agent_args = vec!["--secret-file".into(), path.to_string_lossy().into_owned()];
     if encrypt {
         c.agent_args.push("--encrypt".into());
-    }
-    c.start_all().expect("agents start");
-    converge(&c, Duration::from_secs(30));
-    for node in 0..nodes {
-        c.add_pod(node).expect("pod attached");
     }
     c
 }
@@ -405,4 +419,39 @@ fn encrypted_cluster_carries_traffic_sealed_relays_and_refuses_replays() {
         s["datapath"]["drops"]["bad_tag"], 0,
         "the relay opened nothing"
     );
+}
+
+#[test]
+#[cfg_attr(no_root, ignore = "needs root")]
+fn agents_that_never_connect_still_seal_end_to_end_through_a_relay() {
+    let mut c = configured("enk", 3, true);
+    // node0 and node2 cannot reach each other from the start: no control connection, no
+    // handshake between them, ever. (Seeds are chained: node2 -> node1 -> node0.)
+    c.underlay.blackhole(0, 2).expect("blackhole");
+    start(&mut c, 3);
+    // Each holds a key for the other all the same: from the identity in its record.
+    wait_keys(&c, 3);
+    for (a, b) in [(0, 2), (2, 0)] {
+        let p = c.peer_status(a, b).expect("status");
+        assert_eq!(p["connected"], false, "node{a} -> node{b}: {p}");
+        assert_eq!(p["next_hop"], "node1", "node{a} -> node{b}: {p}");
+        assert_eq!(p["data_key"], true, "node{a} -> node{b}: {p}");
+    }
+    let relayed_before = counter(&c, 1, &["relayed_packets"]);
+    transfer(&c, 0, 2, 8);
+    transfer(&c, 2, 0, 2);
+    traffic::udp_echo(&c.pods[0].netns, c.pods[0].ip, &c.pods[2].netns, &[1, 1000])
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.all_logs()));
+    let relayed = counter(&c, 1, &["relayed_packets"]) - relayed_before;
+    assert!(
+        relayed > (10 << 20) / 1500,
+        "node1 relayed {relayed} datagrams"
+    );
+    for i in 0..3 {
+        for reason in ["no_key", "bad_tag", "unsealed"] {
+            assert_eq!(drops(&c, i, reason), 0, "node{i} {reason}");
+        }
+        let s = c.status(i).expect("status");
+        assert_eq!(s["encryption"]["identity_mismatches"], 0, "node{i}: {s}");
+    }
 }

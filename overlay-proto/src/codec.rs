@@ -56,6 +56,20 @@
 //! rolled out without breaking older peers. For known types the payload must fill the body
 //! exactly: trailing bytes are an error ([`CodecError::TrailingBytes`]).
 //!
+//! # Versions
+//! Messages are encoded and decoded in the version the connection negotiated
+//! ([`encode_message_in`], [`decode_message_in`]); [`encode_message`] and [`decode_message`]
+//! use this build's newest, [`PROTOCOL_MAX`].
+//!
+//! | version | change |
+//! |---------|--------|
+//! | 1       | the first |
+//! | 2       | a [`PeerRecord`](crate::topology::PeerRecord) ends with `identity`, an `Option<[u8; 32]>` (`00`, or `01` and 32 bytes) |
+//!
+//! Over a version 1 connection records go without their identity, and arrive with `None`
+//! (the merge order prefers the same record with its identity, see
+//! [`PeerRecord`](crate::topology::PeerRecord)). Every other message is the same in both.
+//!
 //! # Postcard, in brief
 //! Integers wider than a byte are LEB128 varints (`300` is `ac 02`); `u8` and `bool` are one
 //! byte; `Option` is a `00`/`01` tag then the value; strings and `Vec`s are a varint length
@@ -77,10 +91,11 @@
 //! [`Heartbeat`]: crate::message::Heartbeat
 
 mod frame_buffer;
+mod v1;
 
 pub use frame_buffer::FrameBuffer;
 
-use crate::message::{Hello, HelloBody, Message};
+use crate::message::{Hello, HelloBody, Message, PROTOCOL_MAX};
 use postcard::ser_flavors::Flavor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -97,6 +112,8 @@ pub const LEN_PREFIX: usize = 4;
 pub const HELLO_MAGIC: [u8; 4] = *b"OVLY";
 /// Length of the frozen part of a hello body: magic and version range.
 pub const HELLO_FIXED_LEN: usize = 8;
+/// The first protocol version whose gossiped records carry the owner's identity key.
+pub const RECORD_IDENTITY_VERSION: u16 = 2;
 
 /// Message type bytes (see the module docs).
 mod ty {
@@ -218,14 +235,26 @@ pub fn decode_hello(body: &[u8]) -> Result<Hello, CodecError> {
     })
 }
 
-/// Appends the frame (prefix and body) of `msg` to `out`.
+/// Appends the frame (prefix and body) of `msg` in this build's newest protocol version to
+/// `out`; see [`encode_message_in`].
+pub fn encode_message(msg: &Message, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    encode_message_in(msg, PROTOCOL_MAX, out)
+}
+
+/// Appends the frame (prefix and body) of `msg` in protocol `version` (the one negotiated on
+/// the connection it is sent on) to `out`.
 ///
 /// A message whose body would exceed [`MAX_FRAME_LEN`] is refused with
 /// [`CodecError::FrameTooLarge`]; `out` is then left as it was.
-pub fn encode_message(msg: &Message, out: &mut Vec<u8>) -> Result<(), CodecError> {
+pub fn encode_message_in(msg: &Message, version: u16, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let start = open_frame(out);
     let cap = start + LEN_PREFIX + MAX_FRAME_LEN;
     let written = match msg {
+        Message::Gossip(g) if version < RECORD_IDENTITY_VERSION => {
+            out.push(ty::GOSSIP);
+            let g = v1::GossipRef::new(g);
+            append_postcard(&g, out, cap).map_err(|_| payload_size(&g))
+        }
         Message::Gossip(g) => {
             out.push(ty::GOSSIP);
             append_postcard(g, out, cap).map_err(|_| payload_size(g))
@@ -271,8 +300,15 @@ pub fn encode_message(msg: &Message, out: &mut Vec<u8>) -> Result<(), CodecError
     }
 }
 
-/// Decodes a message frame body; `Ok(None)` for a message type this build does not know.
+/// Decodes a message frame body in this build's newest protocol version; see
+/// [`decode_message_in`].
 pub fn decode_message(body: &[u8]) -> Result<Option<Message>, CodecError> {
+    decode_message_in(body, PROTOCOL_MAX)
+}
+
+/// Decodes a message frame body in protocol `version` (the one negotiated on the connection
+/// it came from); `Ok(None)` for a message type this build does not know.
+pub fn decode_message_in(body: &[u8], version: u16) -> Result<Option<Message>, CodecError> {
     if body.len() > MAX_FRAME_LEN {
         return Err(CodecError::FrameTooLarge(body.len(), MAX_FRAME_LEN));
     }
@@ -280,6 +316,9 @@ pub fn decode_message(body: &[u8]) -> Result<Option<Message>, CodecError> {
         return Err(CodecError::EmptyMessage);
     };
     let msg = match ty {
+        ty::GOSSIP if version < RECORD_IDENTITY_VERSION => {
+            Message::Gossip(decode_payload::<v1::GossipV1>(ty, payload)?.into())
+        }
         ty::GOSSIP => Message::Gossip(decode_payload(ty, payload)?),
         ty::HEARTBEAT => Message::Heartbeat(decode_payload(ty, payload)?),
         ty::HEARTBEAT_ACK => Message::HeartbeatAck(decode_payload(ty, payload)?),
@@ -399,6 +438,15 @@ mod tests {
         s.parse().expect("cidr")
     }
 
+    /// The fixtures below are version 1 unless named otherwise.
+    fn decode_v1(body: &[u8]) -> Result<Option<Message>, CodecError> {
+        decode_message_in(body, 1)
+    }
+
+    fn encode_v1(msg: &Message, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        encode_message_in(msg, 1, out)
+    }
+
     static HELLO_FRAME: [u8; 30] = [
         0x00, 0x00, 0x00, 0x1a, // body length 26
         b'O', b'V', b'L', b'Y', // magic
@@ -450,6 +498,7 @@ mod tests {
             }),
             connections: vec![name("b2"), name("c3")],
             left: false,
+            identity: None,
         }
     }
 
@@ -458,6 +507,50 @@ mod tests {
             full: true,
             records: vec![fixture_record()],
         })
+    }
+
+    /// [`GOSSIP_FRAME`] in version 2, the record carrying an identity key.
+    static GOSSIP_FRAME_V2: [u8; 68] = [
+        0x00, 0x00, 0x00, 0x40, // body length 64
+        0x01, // type Gossip
+        0x01, // full
+        0x01, // 1 record
+        0x02, b'a', b'1', // name "a1"
+        0x03, // version 3
+        0xb4, 0x24, // instance 0x1234
+        0x00, 0xc0, 0xa8, 0x00, 0x01, 0xff, 0x34, // advertise V4 192.168.0.1:6783
+        0x01, 0x0a, 0x20, 0x05, 0x00, 0x18, 0x02, // claim Some 10.32.5.0/24, epoch 2
+        0x02, 0x02, b'b', b'2', 0x02, b'c', b'3', // connections ["b2", "c3"]
+        0x00, // left false
+        0x01, // identity Some, 32 bytes (no length):
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+        0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d,
+        0x1e, 0x1f,
+    ];
+
+    fn fixture_identity() -> [u8; 32] {
+        std::array::from_fn(|i| i as u8)
+    }
+
+    fn fixture_gossip_v2() -> Message {
+        Message::Gossip(Gossip {
+            full: true,
+            records: vec![PeerRecord {
+                identity: Some(fixture_identity()),
+                ..fixture_record()
+            }],
+        })
+    }
+
+    /// `msg` as it arrives over a version 1 connection: records without identity.
+    fn as_v1(msg: &Message) -> Message {
+        let mut msg = msg.clone();
+        if let Message::Gossip(g) = &mut msg {
+            for r in &mut g.records {
+                r.identity = None;
+            }
+        }
+        msg
     }
 
     static HEARTBEAT_FRAME: [u8; 7] = [
@@ -519,7 +612,7 @@ mod tests {
     fn test_deconstruct() {
         assert_eq!(decode_hello(body_of(&HELLO_FRAME)), Ok(fixture_hello()));
         for (frame, msg) in message_fixtures() {
-            assert_eq!(decode_message(body_of(frame)), Ok(Some(msg)));
+            assert_eq!(decode_v1(body_of(frame)), Ok(Some(msg)));
         }
     }
 
@@ -531,8 +624,85 @@ mod tests {
         assert_eq!(&out[1..], &HELLO_FRAME[..]);
         for (frame, msg) in message_fixtures() {
             let mut out = vec![0xee];
-            encode_message(&msg, &mut out).expect("fits");
+            encode_v1(&msg, &mut out).expect("fits");
             assert_eq!(&out[1..], frame, "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn version_2_records_end_with_the_identity() {
+        assert_eq!(
+            decode_message_in(body_of(&GOSSIP_FRAME_V2), 2),
+            Ok(Some(fixture_gossip_v2()))
+        );
+        let mut out = vec![0xee];
+        encode_message_in(&fixture_gossip_v2(), 2, &mut out).expect("fits");
+        assert_eq!(&out[1..], &GOSSIP_FRAME_V2[..]);
+        // Without an identity: one byte more than version 1, the `None`.
+        let mut out = Vec::new();
+        encode_message_in(&fixture_gossip(), 2, &mut out).expect("fits");
+        let mut v1_and_none = GOSSIP_FRAME.to_vec();
+        v1_and_none.push(0x00);
+        v1_and_none[3] += 1;
+        assert_eq!(out, v1_and_none);
+        assert_eq!(
+            decode_message_in(body_of(&out), 2),
+            Ok(Some(fixture_gossip()))
+        );
+        // The default functions speak the newest version.
+        assert_eq!(PROTOCOL_MAX, 2);
+        assert_eq!(
+            decode_message(body_of(&GOSSIP_FRAME_V2)),
+            Ok(Some(fixture_gossip_v2()))
+        );
+    }
+
+    #[test]
+    fn version_1_carries_records_without_identity_byte_for_byte() {
+        // The identity is left out: exactly the bytes of a version 1 build.
+        let mut out = vec![0xee];
+        encode_message_in(&fixture_gossip_v2(), 1, &mut out).expect("fits");
+        assert_eq!(&out[1..], &GOSSIP_FRAME[..]);
+        // And arrives as None.
+        assert_eq!(decode_v1(body_of(&out[1..])), Ok(Some(fixture_gossip())));
+        // Reading one version as the other fails cleanly.
+        assert_eq!(
+            decode_v1(body_of(&GOSSIP_FRAME_V2)),
+            Err(CodecError::TrailingBytes { ty: 1, extra: 33 })
+        );
+        assert_eq!(
+            decode_message_in(body_of(&GOSSIP_FRAME), 2),
+            Err(CodecError::BadPayload {
+                ty: 1,
+                error: postcard::Error::DeserializeUnexpectedEnd
+            })
+        );
+    }
+
+    #[test]
+    fn other_messages_are_the_same_in_both_versions() {
+        for (frame, msg) in message_fixtures().into_iter().skip(1) {
+            let mut out = Vec::new();
+            encode_message_in(&msg, 2, &mut out).expect("fits");
+            assert_eq!(&out[..], frame, "{msg:?}");
+            assert_eq!(decode_message_in(body_of(frame), 2), Ok(Some(msg)));
+        }
+    }
+
+    #[test]
+    fn malformed_identities_are_errors() {
+        let mut bad_tag = body_of(&GOSSIP_FRAME_V2).to_vec();
+        bad_tag[31] = 0x02; // the identity's Option tag
+        assert_eq!(
+            decode_message_in(&bad_tag, 2),
+            Err(CodecError::BadPayload {
+                ty: 1,
+                error: postcard::Error::DeserializeBadOption
+            })
+        );
+        let body = body_of(&GOSSIP_FRAME_V2);
+        for len in 0..body.len() {
+            assert!(decode_message_in(&body[..len], 2).is_err(), "cut at {len}");
         }
     }
 
@@ -588,10 +758,7 @@ mod tests {
         for (frame, msg) in message_fixtures() {
             let body = body_of(frame);
             for len in 0..body.len() {
-                assert!(
-                    decode_message(&body[..len]).is_err(),
-                    "{msg:?} cut at {len}"
-                );
+                assert!(decode_v1(&body[..len]).is_err(), "{msg:?} cut at {len}");
             }
         }
     }
@@ -601,25 +768,28 @@ mod tests {
         assert_eq!(decode_message(&[0x00]), Ok(None));
         assert_eq!(decode_message(&[0x09, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_message(&[0xff]), Ok(None));
+        assert_eq!(decode_v1(&[0x00]), Ok(None));
+        assert_eq!(decode_v1(&[0x06, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_v1(&[0xff]), Ok(None));
     }
 
     #[test]
     fn trailing_bytes_and_empty_bodies_are_errors() {
-        assert_eq!(decode_message(&[]), Err(CodecError::EmptyMessage));
+        assert_eq!(decode_v1(&[]), Err(CodecError::EmptyMessage));
         let mut hb = body_of(&HEARTBEAT_FRAME).to_vec();
         hb.push(0x00);
         assert_eq!(
-            decode_message(&hb),
+            decode_v1(&hb),
             Err(CodecError::TrailingBytes { ty: 2, extra: 1 })
         );
         let mut gossip = body_of(&GOSSIP_FRAME).to_vec();
         gossip.extend_from_slice(&[0x00, 0x00]);
         assert_eq!(
-            decode_message(&gossip),
+            decode_v1(&gossip),
             Err(CodecError::TrailingBytes { ty: 1, extra: 2 })
         );
         assert_eq!(
-            decode_message(&[0x04, 0x00]),
+            decode_v1(&[0x04, 0x00]),
             Err(CodecError::TrailingBytes { ty: 4, extra: 1 })
         );
     }
@@ -630,14 +800,14 @@ mod tests {
         let mut bad_name = body_of(&GOSSIP_FRAME).to_vec();
         bad_name[5] = b' '; // "a1" -> "a "
         assert!(matches!(
-            decode_message(&bad_name),
+            decode_v1(&bad_name),
             Err(CodecError::BadPayload { ty: 1, .. })
         ));
         // `left` is a bool: 0 or 1 only.
         let mut bad_bool = body_of(&GOSSIP_FRAME).to_vec();
         *bad_bool.last_mut().expect("nonempty") = 2;
         assert_eq!(
-            decode_message(&bad_bool),
+            decode_v1(&bad_bool),
             Err(CodecError::BadPayload {
                 ty: 1,
                 error: postcard::Error::DeserializeBadBool
@@ -647,7 +817,7 @@ mod tests {
         let mut bad_net = body_of(&GOSSIP_FRAME).to_vec();
         bad_net[21] = 33;
         assert!(matches!(
-            decode_message(&bad_net),
+            decode_v1(&bad_net),
             Err(CodecError::BadPayload { ty: 1, .. })
         ));
     }
@@ -696,14 +866,14 @@ mod tests {
         let mut record = fixture_record();
         record.connections = vec![name("b2"), name("c3")];
         assert_eq!(
-            decode_message(&honest),
+            decode_v1(&honest),
             Ok(Some(Message::Gossip(Gossip {
                 full: false,
                 records: vec![record],
             })))
         );
         assert_eq!(
-            decode_message(&huge_declared(1, "records")),
+            decode_v1(&huge_declared(1, "records")),
             Ok(Some(Message::Gossip(Gossip {
                 full: false,
                 records: vec![fixture_record()],
@@ -716,7 +886,7 @@ mod tests {
             ..fixture_record()
         };
         assert_eq!(
-            decode_message(&named),
+            decode_v1(&named),
             Ok(Some(Message::Gossip(Gossip {
                 full: false,
                 records: vec![renamed],
@@ -734,7 +904,7 @@ mod tests {
         for count in [1 << 24, 1 << 28, 1 << 40, u64::MAX >> 1, u64::MAX] {
             for what in ["records", "connections", "name"] {
                 let body = huge_declared(count, what);
-                let got = decode_message(&body);
+                let got = decode_v1(&body);
                 assert!(
                     matches!(
                         got,
@@ -804,7 +974,7 @@ mod tests {
             records: vec![record],
         });
         let mut out = vec![0xee];
-        let got = encode_message(&msg, &mut out);
+        let got = encode_v1(&msg, &mut out);
         assert!(
             matches!(got, Err(CodecError::FrameTooLarge(len, MAX_FRAME_LEN)) if len > MAX_FRAME_LEN),
             "{got:?}"
@@ -820,7 +990,7 @@ mod tests {
             full: true,
             records: vec![fixture_record(); 200],
         });
-        encode_message(&big, &mut stream).expect("fits");
+        encode_v1(&big, &mut stream).expect("fits");
         assert!(stream.len() > HELLO_FRAME.len() + MAX_HELLO_LEN);
         let mut fb = FrameBuffer::new(MAX_HELLO_LEN);
         fb.push(&stream).expect("hello prefix within its limit");
@@ -834,7 +1004,7 @@ mod tests {
             ))
         );
         fb.set_limit(MAX_FRAME_LEN);
-        let msg = fb.next_frame().expect("ok").map(|b| decode_message(&b));
+        let msg = fb.next_frame().expect("ok").map(|b| decode_v1(&b));
         assert_eq!(msg, Some(Ok(Some(big))));
         assert_eq!(fb.next_frame(), Ok(None));
         assert!(fb.is_empty());
@@ -867,9 +1037,10 @@ mod tests {
             proptest::option::of((arb_net(), any::<u32>())),
             proptest::collection::btree_set(arb_name(), 0..6),
             any::<bool>(),
+            proptest::option::of(any::<[u8; 32]>()),
         )
-            .prop_map(|(name, version, instance, advertise, claim, conns, left)| {
-                PeerRecord {
+            .prop_map(
+                |(name, version, instance, advertise, claim, conns, left, identity)| PeerRecord {
                     name,
                     version,
                     instance,
@@ -877,8 +1048,9 @@ mod tests {
                     claim: claim.map(|(block, epoch)| Claim { block, epoch }),
                     connections: conns.into_iter().collect(),
                     left,
-                }
-            })
+                    identity,
+                },
+            )
     }
 
     fn arb_message() -> impl Strategy<Value = Message> {
@@ -961,21 +1133,26 @@ mod tests {
         }
 
         #[test]
-        fn message_round_trip(msg in arb_message()) {
+        fn message_round_trip(msg in arb_message(), version in PROTOCOL_MIN..=PROTOCOL_MAX) {
             let mut out = Vec::new();
-            encode_message(&msg, &mut out).expect("fits");
+            encode_message_in(&msg, version, &mut out).expect("fits");
             let (prefix, body) = out.split_first_chunk::<LEN_PREFIX>().expect("prefix");
             prop_assert_eq!(frame_len(*prefix, MAX_FRAME_LEN), Ok(body.len()));
-            prop_assert_eq!(decode_message(body), Ok(Some(msg)));
+            let want = if version == 1 { as_v1(&msg) } else { msg };
+            prop_assert_eq!(decode_message_in(body, version), Ok(Some(want)));
         }
 
         #[test]
-        fn truncated_messages_are_rejected(msg in arb_message(), cut in any::<prop::sample::Index>()) {
+        fn truncated_messages_are_rejected(
+            msg in arb_message(),
+            version in PROTOCOL_MIN..=PROTOCOL_MAX,
+            cut in any::<prop::sample::Index>(),
+        ) {
             let mut out = Vec::new();
-            encode_message(&msg, &mut out).expect("fits");
+            encode_message_in(&msg, version, &mut out).expect("fits");
             let body = &out[LEN_PREFIX..];
             let len = cut.index(body.len());
-            prop_assert!(decode_message(&body[..len]).is_err());
+            prop_assert!(decode_message_in(&body[..len], version).is_err());
         }
 
         #[test]
@@ -989,12 +1166,13 @@ mod tests {
 
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_v1(&bytes);
             let _ = decode_message(&bytes);
             let _ = decode_hello(&bytes);
             let mut fb = FrameBuffer::new(MAX_HELLO_LEN);
             if fb.push(&bytes).is_ok() {
                 while let Ok(Some(body)) = fb.next_frame() {
-                    let _ = decode_message(&body);
+                    let _ = decode_v1(&body);
                 }
             }
         }
@@ -1006,6 +1184,7 @@ mod tests {
         ) {
             let mut body = vec![ty];
             body.extend_from_slice(&bytes);
+            let _ = decode_v1(&body);
             let _ = decode_message(&body);
             let mut hello = HELLO_MAGIC.to_vec();
             hello.extend_from_slice(&bytes);
@@ -1017,7 +1196,11 @@ mod tests {
             let mut body = body_of(&GOSSIP_FRAME).to_vec();
             let i = at.index(body.len());
             body[i] = byte;
-            let _ = decode_message(&body);
+            let _ = decode_v1(&body);
+            let mut body = body_of(&GOSSIP_FRAME_V2).to_vec();
+            let i = at.index(body.len());
+            body[i] = byte;
+            let _ = decode_message_in(&body, 2);
         }
 
         #[test]

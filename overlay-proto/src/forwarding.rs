@@ -282,6 +282,7 @@ mod tests {
             }),
             connections: conns.iter().map(|c| name(c)).collect(),
             left: false,
+            identity: None,
         }
     }
 

@@ -235,6 +235,7 @@ mod tests {
             claim: c,
             connections: vec![],
             left: false,
+            identity: None,
         });
     }
 

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 
 /// Oldest control protocol version this build speaks.
 pub const PROTOCOL_MIN: u16 = 1;
-/// Newest control protocol version this build speaks.
-pub const PROTOCOL_MAX: u16 = 1;
+/// Newest control protocol version this build speaks (see [`crate::codec`] for what each
+/// version changed).
+pub const PROTOCOL_MAX: u16 = 2;
 
 /// The first frame on every control connection, sent by both sides.
 #[derive(Debug, Clone, PartialEq, Eq)]

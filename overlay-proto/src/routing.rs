@@ -101,6 +101,7 @@ mod tests {
                 claim: None,
                 connections,
                 left: false,
+                identity: None,
             });
         }
         t

@@ -20,7 +20,11 @@ pub const MAX_PEERS: usize = 10_000;
 /// A peer's own description of itself, as gossiped.
 ///
 /// Only the peer named by `name` creates new versions of its record; everyone else stores and
-/// forwards it. Field order matters: the derived `Ord` is the merge order.
+/// forwards it. Field order matters: the derived `Ord` is the merge order. `identity` comes
+/// last, so it only breaks ties between records that agree on everything else: the owner
+/// never publishes one version twice, so such a tie is the same record once with and once
+/// without its identity (stripped by a hop speaking protocol v1, see [`crate::codec`]), and
+/// the one with the identity wins everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PeerRecord {
     /// Whose record this is.
@@ -37,6 +41,10 @@ pub struct PeerRecord {
     pub connections: Vec<PeerName>,
     /// The owner shut down on purpose (it may come back with a new instance).
     pub left: bool,
+    /// The owner's static X25519 public key (its `--secret-file` identity), from which any
+    /// peer derives its data key with the owner; `None` without a secret, or when the record
+    /// crossed a protocol v1 connection.
+    pub identity: Option<[u8; 32]>,
 }
 
 /// A claim on one block of the cluster range.
@@ -208,6 +216,7 @@ mod tests {
             claim: None,
             connections,
             left: false,
+            identity: None,
         }
     }
 
@@ -254,14 +263,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_same_record_with_its_identity_wins_in_any_order() {
+        // As when one copy crossed a protocol v1 connection, which drops the identity.
+        let plain = record(1, 2, 7, &[2]);
+        let with = PeerRecord {
+            identity: Some([9; 32]),
+            ..plain.clone()
+        };
+        assert_eq!(
+            topo(&[plain.clone(), with.clone()]).get(&name(1)),
+            Some(&with)
+        );
+        assert_eq!(
+            topo(&[with.clone(), plain.clone()]).get(&name(1)),
+            Some(&with)
+        );
+        // Only a tie-break: a newer version without it still wins.
+        let newer = record(1, 3, 7, &[2]);
+        assert_eq!(topo(&[with, newer.clone()]).get(&name(1)), Some(&newer));
+    }
+
     fn arb_record() -> impl Strategy<Value = PeerRecord> {
         (
             0u8..4,
             0u64..4,
             0u64..3,
             proptest::collection::vec(0u8..6, 0..4),
+            proptest::option::of(0u8..2),
         )
-            .prop_map(|(n, v, i, c)| record(n, v, i, &c))
+            .prop_map(|(n, v, i, c, id)| PeerRecord {
+                identity: id.map(|b| [b; 32]),
+                ..record(n, v, i, &c)
+            })
     }
 
     fn topo(records: &[PeerRecord]) -> Topology {

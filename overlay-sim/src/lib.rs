@@ -285,6 +285,7 @@ impl Sim {
             timing: self.timing.clone(),
             rng_seed: self.rng.next_u64(),
             view: self.view,
+            identity: self.nodes[i].auth.as_ref().map(|a| *a.keys.public()),
         };
         self.nodes[i].node = Some(Node::new(cfg, self.now));
         self.after(i);

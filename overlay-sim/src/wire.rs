@@ -7,7 +7,7 @@
 //! [`Node`]: overlay_proto::node::Node
 
 use overlay_proto::codec::{self, MAX_FRAME_LEN, MAX_HELLO_LEN};
-use overlay_proto::message::{Hello, Message};
+use overlay_proto::message::{negotiate, Hello, Message};
 use overlay_proto::noise::{
     Handshake, HandshakeError, HandshakeOutput, Keypair, Psk, Receiver, Sender,
 };
@@ -60,6 +60,9 @@ pub struct Wire {
     /// Our hello frame, sent first once the channel is open.
     hello: Vec<u8>,
     hello_seen: bool,
+    /// Our protocol version range, and the version negotiated once the peer's hello arrived.
+    range: (u16, u16),
+    version: u16,
 }
 
 impl Wire {
@@ -86,6 +89,8 @@ impl Wire {
             state,
             hello: frame,
             hello_seen: false,
+            range: (hello.proto_min, hello.proto_max),
+            version: hello.proto_min,
         };
         let mut outs = Vec::new();
         if matches!(wire.state, State::Open { .. }) {
@@ -124,7 +129,7 @@ impl Wire {
     /// The wire bytes of `msg` (the connection is up).
     pub fn seal(&mut self, msg: &Message) -> Vec<u8> {
         let mut frame = Vec::new();
-        codec::encode_message(msg, &mut frame).expect("message fits in a frame");
+        codec::encode_message_in(msg, self.version, &mut frame).expect("message fits in a frame");
         self.seal_frame(&frame)
     }
 
@@ -171,10 +176,12 @@ impl Wire {
         };
         while let Some(body) = receiver.next_frame().map_err(malformed)? {
             if self.hello_seen {
-                let msg = codec::decode_message(&body).map_err(malformed)?;
+                let msg = codec::decode_message_in(&body, self.version).map_err(malformed)?;
                 outs.extend(msg.map(Out::Message));
             } else {
                 let hello = codec::decode_hello(&body).map_err(malformed)?;
+                self.version = negotiate(self.range, (hello.proto_min, hello.proto_max))
+                    .ok_or_else(|| malformed("no common protocol version"))?;
                 self.hello_seen = true;
                 receiver.set_limit(MAX_FRAME_LEN);
                 outs.push(Out::Hello(Box::new(hello)));

@@ -77,6 +77,36 @@ fn an_authenticated_cluster_converges_like_a_plain_one() {
 }
 
 #[test]
+fn every_node_learns_every_identity_key_from_gossip() {
+    // What the data keys of nodes that never connect to each other are derived from.
+    let mut s = chained(23, 12, Some(SECRET));
+    s.run_until_true(Duration::from_secs(120), Sim::converged)
+        .expect("the cluster converges");
+    let keys: Vec<[u8; 32]> = s
+        .nodes
+        .iter()
+        .map(|n| *n.auth.as_ref().expect("authenticated").keys.public())
+        .collect();
+    for i in 0..12 {
+        for (j, key) in keys.iter().enumerate() {
+            let record = s.node(i).topology().get(&sim::name(j)).cloned();
+            let identity = record.and_then(|r| r.identity);
+            assert_eq!(identity, Some(*key), "node {i}'s record of node {j}");
+        }
+    }
+    // Without a secret, no identity is gossiped.
+    let mut plain = chained(23, 4, None);
+    plain
+        .run_until_true(Duration::from_secs(120), Sim::converged)
+        .expect("the plain cluster converges");
+    assert!(plain
+        .node(0)
+        .topology()
+        .iter()
+        .all(|r| r.identity.is_none()));
+}
+
+#[test]
 fn a_node_with_a_wrong_secret_never_appears_in_anyones_topology() {
     let mut s = chained(12, 8, Some(SECRET));
     // The stranger dials two members, and one member dials it.

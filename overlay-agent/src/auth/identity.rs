@@ -1,8 +1,9 @@
 //! The agent's persistent identity: an X25519 static key pair in `--state-dir/identity.json`
 //! (mode 0600, written atomically, created on the first start). The private key is the
-//! agent's static key in the Noise handshake; the public key is shown in `/status`
-//! (`identity`) and in peers' connection lists, so an operator can tell which machine a
-//! peer really is.
+//! agent's static key in the Noise handshake and in the static DH of the data keys
+//! (`crate::control::keys`); the public key is gossiped in the agent's topology record (so
+//! every peer can derive its data key with this agent) and shown in `/status` (`identity`)
+//! and in peers' connection lists, so an operator can tell which machine a peer really is.
 
 use super::secret::hex;
 use crate::state::{read_json, write_json_atomic, Corruption, StateDir, StateError};
@@ -66,7 +67,7 @@ impl Identity {
         Ok(id)
     }
 
-    /// The private key (for the Noise handshake only).
+    /// The private key (for the Noise handshake and the data keys' static DH only).
     pub fn private(&self) -> &[u8; 32] {
         &self.private
     }

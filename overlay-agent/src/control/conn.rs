@@ -57,6 +57,8 @@ pub enum Event {
         remote: SocketAddr,
         /// The remote hello.
         hello: Box<Hello>,
+        /// The protocol version negotiated: messages are encoded and decoded in it.
+        version: u16,
     },
     /// A dial or its handshake failed.
     DialFailed {
@@ -109,6 +111,8 @@ pub struct ConnHandle {
     pub remote: SocketAddr,
     /// The peer's static public key, when authenticated.
     pub identity: Option<[u8; 32]>,
+    /// The protocol version negotiated (see [`overlay_proto::codec`]).
+    version: u16,
     frames: mpsc::Sender<Vec<u8>>,
     queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
@@ -116,10 +120,11 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    /// Starts the reader and writer of `stream`.
+    /// Starts the reader and writer of `channel`, speaking protocol `version`.
     pub fn spawn(
         conn: ConnId,
         channel: Channel,
+        version: u16,
         peer: PeerName,
         remote: SocketAddr,
         events: mpsc::Sender<Event>,
@@ -132,7 +137,7 @@ impl ConnHandle {
         let reader = FrameReader::new(read_half, receiver);
         let (frames, rx) = mpsc::channel(QUEUE_FRAMES);
         let queued = Arc::new(AtomicUsize::new(0));
-        let reader = tokio::spawn(read_loop(conn, reader, events.clone()));
+        let reader = tokio::spawn(read_loop(conn, reader, version, events.clone()));
         let writer = tokio::spawn(write_loop(
             conn,
             write_half,
@@ -145,6 +150,7 @@ impl ConnHandle {
             peer,
             remote,
             identity,
+            version,
             frames,
             queued,
             reader,
@@ -156,7 +162,7 @@ impl ConnHandle {
     /// be closed instead.
     pub fn send(&self, msg: &Message) -> Result<usize, SendError> {
         let mut frame = Vec::new();
-        codec::encode_message(msg, &mut frame).map_err(SendError::Encode)?;
+        codec::encode_message_in(msg, self.version, &mut frame).map_err(SendError::Encode)?;
         let len = frame.len();
         if self.queued.load(Ordering::Relaxed) + len > QUEUE_BYTES {
             return Err(SendError::QueueBytes);
@@ -191,6 +197,7 @@ impl ConnHandle {
 async fn read_loop(
     conn: ConnId,
     mut reader: FrameReader<OwnedReadHalf>,
+    version: u16,
     events: mpsc::Sender<Event>,
 ) {
     let reason = loop {
@@ -199,7 +206,7 @@ async fn read_loop(
             Ok(None) => break CloseCause::ByPeer,
             Err(e) => break CloseCause::Read(e),
         };
-        match codec::decode_message(&body) {
+        match codec::decode_message_in(&body, version) {
             Ok(Some(msg)) => {
                 let bytes = LEN_PREFIX + body.len();
                 if events

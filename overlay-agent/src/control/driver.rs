@@ -4,7 +4,7 @@
 use super::conn::{ConnHandle, Event};
 use super::handshake::{self, LocalHello};
 use super::host::{Host, SetAddressError};
-use super::keys::{static_dh, DataKeys};
+use super::keys::DataKeys;
 use super::snapshot::{self, Extra};
 use super::{Command, Readiness};
 use crate::auth::{Auth, RateLimiter, RefusalReason, Refusals};
@@ -56,8 +56,8 @@ pub struct DriverConfig<H> {
     pub commands: mpsc::Receiver<Command>,
     /// Identity and cluster secrets, with `--secret-file` (every connection authenticated).
     pub auth: Option<Auth>,
-    /// With `--encrypt` (which needs `auth`): the data keys, derived from each authenticated
-    /// handshake and published to the data path.
+    /// With `--encrypt` (which needs `auth`): the data keys, derived from the identity keys
+    /// proven in handshakes or gossiped in the topology, and published to the data path.
     pub data_keys: Option<DataKeys>,
 }
 
@@ -212,7 +212,7 @@ impl<H: Host> Driver<H> {
                             .map(|r| r.name.id())
                             .filter(|p| k.has_key(*p))
                             .collect();
-                        (k.suite(), keyed)
+                        (k.suite(), keyed, k.identity_mismatches())
                     }),
                 };
                 let _ = reply.send(snapshot::status(&self.node, extra, Instant::now()));
@@ -231,6 +231,7 @@ impl<H: Host> Driver<H> {
                 dialed,
                 remote,
                 hello,
+                version,
             } => {
                 let conn = self.next_conn;
                 self.next_conn += 1;
@@ -251,8 +252,14 @@ impl<H: Host> Driver<H> {
                 match up {
                     Ok(()) => {
                         info!(%peer, %remote, ?direction, conn, "connection established");
-                        let handle =
-                            ConnHandle::spawn(conn, *channel, peer, remote, self.events_tx.clone());
+                        let handle = ConnHandle::spawn(
+                            conn,
+                            *channel,
+                            version,
+                            peer,
+                            remote,
+                            self.events_tx.clone(),
+                        );
                         self.conns.insert(conn, handle);
                     }
                     Err(refusal @ (Refusal::SelfConnection | Refusal::Duplicate(_))) => {
@@ -293,17 +300,10 @@ impl<H: Host> Driver<H> {
         identity: Option<[u8; 32]>,
         replace: bool,
     ) {
-        let (Some(keys), Some(auth)) = (self.data_keys.as_mut(), self.auth.as_ref()) else {
+        let (Some(keys), Some(remote)) = (self.data_keys.as_mut(), identity) else {
             return;
         };
-        let Some(remote) = identity else {
-            return;
-        };
-        let Some(dh) = static_dh(&auth.identity, &remote) else {
-            warn!(%peer, "the peer's identity key gives no shared secret: no data key");
-            return;
-        };
-        if keys.handshaked(peer, instance, &dh, self.node.topology(), replace) {
+        if keys.handshaked(peer, instance, &remote, self.node.topology(), replace) {
             info!(%peer, instance = %crate::status::instance_hex(instance), "data key for the peer published");
         }
     }
@@ -349,10 +349,11 @@ impl<H: Host> Driver<H> {
         }
         if routes_changed {
             self.host.set_table(self.node.forwarding_table());
-        }
-        if let Some(keys) = self.data_keys.as_mut() {
-            if keys.prune(self.node.topology()) {
-                info!("data keys of peers that left or restarted dropped");
+            // The topology changed: keys of peers gossiped, restarted or gone.
+            if let Some(keys) = self.data_keys.as_mut() {
+                if keys.sync(self.node.topology()) {
+                    debug!("data keys updated from the topology");
+                }
             }
         }
     }
@@ -371,6 +372,7 @@ impl<H: Host> Driver<H> {
                         dialed: Some(addr),
                         remote: addr,
                         hello: Box::new(remote_hello),
+                        version,
                     }
                 }
                 Err(e) => {
@@ -481,6 +483,7 @@ async fn accept_loop(listener: TcpListener, a: Accepting) {
                         dialed: None,
                         remote,
                         hello: Box::new(remote_hello),
+                        version,
                     };
                     let _ = events.send(event).await;
                 }

@@ -33,10 +33,12 @@ pub struct Extra {
     pub auth: Option<crate::auth::AuthStatus>,
     /// The peer's public key (hex) of each authenticated connection.
     pub identities: std::collections::HashMap<overlay_proto::node::ConnId, String>,
-    /// With `--encrypt`: the suite and the peers a data key is held for.
+    /// With `--encrypt`: the suite, the peers a data key is held for and the identity key
+    /// mismatches.
     pub encryption: Option<(
         overlay_proto::seal::Suite,
         BTreeSet<overlay_proto::peer::PeerId>,
+        u64,
     )>,
 }
 
@@ -82,7 +84,7 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
                 data_key: extra
                     .encryption
                     .as_ref()
-                    .map(|(_, keyed)| keyed.contains(&r.name.id())),
+                    .map(|(_, keyed, _)| keyed.contains(&r.name.id())),
             }
         })
         .collect();
@@ -143,10 +145,11 @@ pub fn status(node: &Node, extra: Extra, now: Instant) -> Status {
         control: node.stats().clone(),
         control_traffic: extra.control_traffic,
         auth: extra.auth,
-        encryption: extra.encryption.as_ref().map(|(suite, keyed)| {
+        encryption: extra.encryption.as_ref().map(|(suite, keyed, mismatches)| {
             crate::status::EncryptionStatus {
                 suite: suite.name().to_owned(),
                 peers_with_key: keyed.len(),
+                identity_mismatches: *mismatches,
             }
         }),
         offloads: extra.offloads,

@@ -9,7 +9,7 @@ use crate::state::StateDir;
 use crate::status::{Status, TargetState};
 use overlay_proto::codec;
 use overlay_proto::forwarding::{ForwardingTable, Lookup};
-use overlay_proto::message::{Hello, HelloBody};
+use overlay_proto::message::{Hello, HelloBody, Message};
 use overlay_proto::node::{Node, NodeConfig, Timing};
 use overlay_proto::PeerName;
 use std::net::Ipv4Addr;
@@ -105,6 +105,7 @@ async fn agent_with(name: &str, seeds: Vec<SocketAddr>, auth: Option<crate::auth
             },
             rng_seed: 1,
             view: Default::default(),
+            identity: auth.as_ref().map(|a| *a.identity.public()),
         },
         Instant::now(),
     );
@@ -332,6 +333,68 @@ async fn protocol_errors_close_the_connection() {
         .await
         .expect("closed")
         .ok();
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_peer_is_spoken_to_in_version_1() {
+    let a = agent("a", vec![]).await;
+    a.wait_for("a to claim", 5, |s| s.subnet.is_some()).await;
+    let x_addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let mut s = TcpStream::connect(a.addr).await.expect("connect");
+    let mut out = Vec::new();
+    codec::encode_hello(&hello_of("x", x_addr, (1, 1)), &mut out);
+    // x's own record, as a build speaking only version 1 encodes it.
+    let record = overlay_proto::topology::PeerRecord {
+        name: PeerName::new("x").expect("name"),
+        version: 1,
+        instance: 7,
+        advertise: x_addr,
+        claim: None,
+        connections: vec![PeerName::new("a").expect("name")],
+        left: false,
+        identity: None,
+    };
+    let gossip = Message::Gossip(overlay_proto::message::Gossip {
+        full: false,
+        records: vec![record],
+    });
+    codec::encode_message_in(&gossip, 1, &mut out).expect("fits");
+    s.write_all(&out).await.expect("send hello and gossip");
+
+    // The agent's gossip decodes as version 1 (its records would have a byte more in 2).
+    let mut frames = codec::FrameBuffer::new(codec::MAX_HELLO_LEN);
+    let mut buf = [0u8; 4096];
+    let mut hello_seen = false;
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the agent closed the connection");
+            frames.push(&buf[..n]).expect("frames within the limit");
+            while let Some(body) = frames.next_frame().expect("frame") {
+                if !hello_seen {
+                    hello_seen = true;
+                    frames.set_limit(codec::MAX_FRAME_LEN);
+                    continue;
+                }
+                let msg = codec::decode_message_in(&body, 1).expect("a version 1 message");
+                if let Some(Message::Gossip(g)) = msg {
+                    if let Some(r) = g.records.into_iter().find(|r| r.name.as_str() == "a") {
+                        return r;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("a gossips its record to x within 5 s");
+    assert_eq!(got.identity, None);
+    // And it read x's version 1 record.
+    a.wait_for("x's record to be merged", 5, |s| {
+        s.peers.iter().any(|p| p.name == "x")
+    })
+    .await;
+    drop(s);
     a.stop().await;
 }
 

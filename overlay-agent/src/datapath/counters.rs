@@ -120,7 +120,7 @@ pub struct DropCounters {
     /// Outer datagram larger than the path MTU allows (the send failed with EMSGSIZE; the
     /// overlay MTU on the TUN is too large for the underlay).
     pub too_big: u64,
-    /// With `--encrypt`: no data key for the peer (no authenticated handshake with it in this run), or a sealed datagram from a peer without one.
+    /// With `--encrypt`: no data key for the peer (its identity key is not known for its current run: neither proven in a handshake nor gossiped), or a sealed datagram from a peer without one.
     pub no_key: u64,
     /// With `--encrypt`: an unsealed data datagram addressed to this node.
     pub unsealed: u64,

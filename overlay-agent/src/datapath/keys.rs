@@ -1,8 +1,8 @@
 //! Data keys of the sealed data path (`--encrypt`): the table the control plane publishes and
 //! the per-thread sealers and openers built from it.
 //!
-//! The control driver holds, for every peer it completed an authenticated handshake with, a
-//! 32-byte pair secret ([`overlay_proto::seal::session_secret`], see
+//! The control driver holds, for every peer whose identity key it knows (proven in an
+//! authenticated handshake, or gossiped in the peer's topology record), a 32-byte pair secret ([`overlay_proto::seal::session_secret`], see
 //! `crate::control::keys`) and a generation that changes whenever that secret does. It
 //! publishes them as an immutable [`KeyTable`] through an [`ArcSwap`], like the forwarding
 //! table. Each packet thread reads the table through an [`arc_swap::Cache`] (a pointer

@@ -436,6 +436,7 @@ Failing targets:
         s.encryption = Some(crate::status::EncryptionStatus {
             suite: "aes-256-gcm".into(),
             peers_with_key: 1,
+            identity_mismatches: 0,
         });
         assert!(render(&s).contains(
             "    Encryption: control plane (Noise, secret 1a2b3c4d); data path (aes-256-gcm)\n"

@@ -96,6 +96,7 @@ pub fn topology(links: &[(usize, usize)]) -> Topology {
             }),
             connections,
             left: false,
+            identity: None,
         });
     }
     t

@@ -59,6 +59,7 @@ pub fn table_of(me: Peer, relayed: bool) -> ForwardingTable {
             }),
             connections: conns(p),
             left: false,
+            identity: None,
         });
     }
     let routes = compute_routes(&topology, &me.name());

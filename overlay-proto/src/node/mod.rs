@@ -377,6 +377,7 @@ impl Node {
             claim: self.asserted_claim,
             connections,
             left: self.left,
+            identity: self.config.identity,
         }
     }
 

@@ -326,6 +326,7 @@ mod tests {
                 timing: Timing::default(),
                 rng_seed: 1,
                 view: Default::default(),
+                identity: None,
             },
             now,
         );
@@ -338,6 +339,7 @@ mod tests {
             claim: None,
             connections: vec![],
             left: false,
+            identity: None,
         });
         node.topology_dirty = true;
         node.add_target(addr(2), now);

@@ -25,6 +25,7 @@ fn config(n: &str, host: u8, seeds: &[u8]) -> NodeConfig {
         timing: Timing::default(),
         rng_seed: u64::from(host),
         view: ActiveView::default(),
+        identity: None,
     }
 }
 
@@ -229,6 +230,7 @@ fn gossip_makes_peers_reachable_and_is_forwarded_to_other_neighbours() {
         }),
         connections: vec![name("a")],
         left: false,
+        identity: None,
     };
     a.handle_message(
         1,

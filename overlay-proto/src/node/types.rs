@@ -72,6 +72,8 @@ pub struct NodeConfig {
     pub rng_seed: u64,
     /// Size of the active view (see `node::view`).
     pub view: super::ActiveView,
+    /// This node's static public identity key, gossiped in its record (`None` without one).
+    pub identity: Option<[u8; 32]>,
 }
 
 /// Which side opened a connection.
