@@ -769,7 +769,7 @@ mod tests {
         assert_eq!(decode_message(&[0x09, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_message(&[0xff]), Ok(None));
         assert_eq!(decode_v1(&[0x00]), Ok(None));
-        assert_eq!(decode_v1(&[0x06, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_v1(&[0x09, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_v1(&[0xff]), Ok(None));
     }
 
