@@ -399,6 +399,9 @@ impl Sim {
     fn apply(&mut self, i: usize, out: Output) {
         match out {
             Output::Dial(target) => {
+                if std::env::var_os("SIM_DEBUG_CLOSES").is_some() {
+                    eprintln!("{:?} node {i} dials {target}", self.elapsed());
+                }
                 let peer = self.nodes.iter().position(|n| n.addr == target);
                 let lat = self.latency();
                 let ok = peer.is_some_and(|j| self.nodes[j].node.is_some() && !self.is_cut(i, j))
@@ -455,6 +458,15 @@ impl Sim {
             }
             Output::Close(conn, reason) => {
                 *self.closes.entry(reason.to_string()).or_default() += 1;
+                if std::env::var_os("SIM_DEBUG_CLOSES").is_some() {
+                    let peer = self.links.get(&(i, conn)).map(|l| l.peer.0);
+                    let n = self.nodes[i].node.as_ref();
+                    eprintln!(
+                        "{:?} node {i} closes conn to {peer:?}: {reason} (conns {:?})",
+                        self.elapsed(),
+                        n.map(|n| n.connections().len()),
+                    );
+                }
                 self.sever(i, conn, false);
             }
             Output::ClaimChanged(claim) => {

@@ -2,8 +2,8 @@
 //! see `view.rs`), and addresses dialed once (a redirect's, or an unreachable peer's to heal a
 //! partition).
 //!
-//! A seed that has been connected once is a lifeline: it is dialed again only while the node
-//! has no connection at all. A target dialed once is forgotten when its dial fails or its
+//! A seed that has been connected once, or that is the address of a peer this node already
+//! reaches, is a lifeline: it is dialed again only while the node has no connection at all. A target dialed once is forgotten when its dial fails or its
 //! connection ends.
 //!
 //! A target is dialed when it is due; a failed dial is retried after an exponential backoff
@@ -43,6 +43,8 @@ pub(super) struct Target {
     once: bool,
     /// A connection through this target was established at least once.
     connected_before: bool,
+    /// The address is the advertised address of a peer this node reaches.
+    reached_peer: bool,
 }
 
 impl Target {
@@ -76,6 +78,7 @@ impl Node {
             instance: None,
             once: false,
             connected_before: false,
+            reached_peer: false,
         });
         target.seed |= seed;
         if seed {
@@ -97,11 +100,11 @@ impl Node {
         }
     }
 
-    /// A seed already connected once waits while the node has any connection (see the module
-    /// docs).
+    /// A seed waits while the node has any connection, once it has served (it was connected
+    /// once, or it is the address of a peer this node reaches already; see the module docs).
     fn parked(&self, addr: &SocketAddr, t: &Target) -> bool {
         t.seed
-            && t.connected_before
+            && (t.connected_before || t.reached_peer)
             && !self.conns.is_empty()
             && !self.preferred_addrs.contains(addr)
     }
@@ -185,6 +188,16 @@ impl Node {
                     t.state = TargetState::Connected(peer);
                 }
             }
+        }
+        let reached: BTreeSet<SocketAddr> = self
+            .topology
+            .iter()
+            .filter(|r| self.routes.is_reachable(&r.name))
+            .map(|r| r.advertise)
+            .filter(|a| self.targets.get(a).is_some_and(|t| t.seed))
+            .collect();
+        for (addr, t) in self.targets.iter_mut() {
+            t.reached_peer = reached.contains(addr);
         }
         self.targets.retain(|addr, t| {
             t.seed || t.once || wanted.contains(addr) || matches!(t.state, TargetState::Dialing)
