@@ -19,6 +19,7 @@ pub use parse::{peer as parse_peer, AdvertiseSpec, Invalid, PeerAddr, DEFAULT_PE
 
 use ipnet::Ipv4Net;
 use layers::{Layer, Raw};
+use overlay_proto::node::ActiveView;
 use overlay_proto::PeerName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// How long a peer must be unreachable before its block may be taken over.
     pub reclaim_after: Duration,
+    /// The active view: peers preferred, most connections held.
+    pub view: ActiveView,
     /// Discovery, block and readiness through the Kubernetes API ([`crate::kubernetes`]).
     pub kubernetes: bool,
     /// Masquerade pod traffic leaving the cluster range to the node's address
@@ -314,6 +317,14 @@ impl Config {
             d if d.is_zero() => Err(Invalid::ZeroDuration),
             d => Ok(d),
         })?;
+        let preferred = s.parse("active-view", "6", |v| parse::count(v, 1, 64))?;
+        let max_connections = s.parse("max-connections", "32", |v| {
+            parse::count(v, preferred.max(2), 1024)
+        })?;
+        let view = ActiveView {
+            preferred,
+            max_connections,
+        };
         let encrypt = s.parse("encrypt", "false", parse::boolean)?;
         let secret_file = match s.get("secret-file") {
             None => None,
@@ -354,6 +365,7 @@ impl Config {
             metrics,
             state_dir,
             reclaim_after,
+            view,
             kubernetes,
             masquerade,
             secret_file,

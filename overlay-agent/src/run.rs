@@ -249,7 +249,7 @@ async fn serve(
                 ..Timing::default()
             },
             rng_seed: rand::random(),
-            view: Default::default(),
+            view: config.view,
             // Gossiped, so that every peer can derive its data key with this one.
             identity: s.auth.as_ref().map(|a| *a.identity.public()),
         },

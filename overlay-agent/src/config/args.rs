@@ -62,6 +62,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub reclaim_after: Option<String>,
 
+    /// How many peers this agent prefers to keep control connections with (its active view;
+    /// others reach it through them) [default: 6]
+    #[arg(long, value_name = "N")]
+    pub active_view: Option<String>,
+
+    /// Most control connections this agent holds, inbound and outbound; a peer dialing when
+    /// there is no room is redirected to others [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+
     /// Cluster secret file (one secret per line: current, then an optional next one; re-read
     /// every second); only peers holding it can join
     #[arg(long, value_name = "PATH")]

@@ -20,6 +20,7 @@ pub fn render(config: &Config, origins: &Origins) -> String {
         let _ = writeln!(out, "{key} = {value}  # {origin}");
     };
     let text = |s: String| toml::Value::String(s);
+    let count = |n: usize| toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
     line(&mut out, "name", text(config.name.to_string()));
     line(&mut out, "listen", text(config.listen.to_string()));
     match config.advertise.ip {
@@ -59,6 +60,12 @@ pub fn render(config: &Config, origins: &Origins) -> String {
         &mut out,
         "reclaim-after",
         text(duration(config.reclaim_after)),
+    );
+    line(&mut out, "active-view", count(config.view.preferred));
+    line(
+        &mut out,
+        "max-connections",
+        count(config.view.max_connections),
     );
     line(
         &mut out,

@@ -75,6 +75,8 @@ pub const KEYS: &[&str] = &[
     "metrics",
     "state-dir",
     "reclaim-after",
+    "active-view",
+    "max-connections",
     "secret-file",
     "encrypt",
     "kubernetes",
@@ -111,6 +113,8 @@ pub fn from_flags(args: &RunArgs) -> Layer {
     put("metrics", &args.metrics);
     put("state-dir", &args.state_dir);
     put("reclaim-after", &args.reclaim_after);
+    put("active-view", &args.active_view);
+    put("max-connections", &args.max_connections);
     put("secret-file", &args.secret_file);
     put("masquerade", &args.masquerade);
     put("log-format", &args.log_format);

@@ -84,12 +84,28 @@ pub enum Invalid {
     /// An empty value where one is needed.
     #[error("must not be empty")]
     Empty,
+    /// A count outside its range.
+    #[error("expected a whole number from {min} to {max}")]
+    Count {
+        /// Smallest allowed.
+        min: usize,
+        /// Largest allowed.
+        max: usize,
+    },
     /// Not a log format.
     #[error("expected text or json")]
     LogFormat,
     /// Not a peer name.
     #[error(transparent)]
     PeerName(#[from] overlay_proto::peer::NameError),
+}
+
+/// A whole number from `min` to `max`.
+pub fn count(s: &str, min: usize, max: usize) -> Result<usize, Invalid> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Invalid::Count { min, max }),
+    }
 }
 
 /// `IP:PORT`.

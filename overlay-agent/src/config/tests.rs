@@ -67,6 +67,8 @@ fn defaults_match_the_contract() {
     assert_eq!(c.metrics, "0.0.0.0:6782".parse().expect("addr"));
     assert_eq!(c.state_dir, PathBuf::from("/var/lib/overlay"));
     assert_eq!(c.reclaim_after, Duration::from_secs(24 * 3600));
+    assert_eq!(c.view, overlay_proto::node::ActiveView::default());
+    assert_eq!((c.view.preferred, c.view.max_connections), (6, 32));
 }
 
 #[test]
@@ -276,6 +278,21 @@ fn every_invalid_value_is_refused() {
                 ..Default::default()
             },
             "must be longer than zero",
+        ),
+        (
+            RunArgs {
+                active_view: Some("0".into()),
+                ..Default::default()
+            },
+            "invalid --active-view \"0\": expected a whole number from 1 to 64",
+        ),
+        (
+            RunArgs {
+                active_view: Some("12".into()),
+                max_connections: Some("8".into()),
+                ..Default::default()
+            },
+            "invalid --max-connections \"8\": expected a whole number from 12 to 1024",
         ),
         (
             RunArgs {

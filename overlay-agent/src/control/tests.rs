@@ -219,14 +219,23 @@ async fn two_agents_connect_claim_distinct_blocks_and_route_directly() {
         assert_eq!(tables.last().and_then(|t| t.local_block()), Some(block));
         assert_eq!(tables.last().map(|t| t.peer_count()), Some(1));
     }
-    // Each data path routes the other's block to it.
+    // Each data path routes the other's block to it (the table follows the status within
+    // the recompute hold-down).
     for (agent, other) in [(&a, &sb), (&b, &sa)] {
-        let table = agent.host.tables.lock().expect("lock").last().cloned();
         let peer_address = other.address.expect("address");
-        let lookup = table.map(|t| t.lookup(peer_address));
+        let dst = PeerName::new(other.name.as_str()).expect("name").id();
+        let mut lookup = None;
+        for _ in 0..50 {
+            let table = agent.host.tables.lock().expect("lock").last().cloned();
+            lookup = table.map(|t| t.lookup(peer_address));
+            if matches!(lookup, Some(Lookup::Remote { dst: d, .. }) if d == dst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(
-            matches!(lookup, Some(Lookup::Remote { dst, .. }) if dst == PeerName::new(other.name.as_str()).expect("name").id()),
-            "{} routes {peer_address} as {lookup:?}",
+            matches!(lookup, Some(Lookup::Remote { dst: d, .. }) if d == dst),
+            "{} routes {peer_address} as {lookup:?} after 5 s",
             agent.addr
         );
     }

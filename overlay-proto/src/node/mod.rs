@@ -81,6 +81,10 @@ pub struct Node {
     topology: Topology,
     routes: Routes,
     topology_dirty: bool,
+    /// When derived state was last recomputed from the topology.
+    recomputed_at: Option<Instant>,
+    /// When a deferred recomputation is due (see [`Timing::recompute_holddown`]).
+    recompute_due: Option<Instant>,
     conns: BTreeMap<ConnId, Conn>,
     targets: BTreeMap<SocketAddr, Target>,
     /// The peers this node prefers to be connected to (see `view.rs`).
@@ -117,6 +121,8 @@ impl Node {
             topology: Topology::new(),
             routes: Routes::default(),
             topology_dirty: true,
+            recomputed_at: None,
+            recompute_due: None,
             conns: BTreeMap::new(),
             targets: BTreeMap::new(),
             preferred: BTreeSet::new(),
@@ -252,6 +258,9 @@ impl Node {
             next = next.min(c.next_deadline(&self.config.timing));
         }
         if let Some(t) = self.gossip_due() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.recompute_due {
             next = next.min(t);
         }
         for (addr, t) in &self.targets {
@@ -407,8 +416,18 @@ impl Node {
     /// targets, then tells the shell.
     fn after_change(&mut self, now: Instant) {
         let mut changed = false;
+        if self.topology_dirty {
+            let holddown = self.config.timing.recompute_holddown;
+            match self.recomputed_at {
+                Some(at) if now < at + holddown => self.recompute_due = Some(at + holddown),
+                _ => {
+                    self.recomputed_at = Some(now);
+                    self.recompute_due = None;
+                }
+            }
+        }
         for _ in 0..4 {
-            if !self.topology_dirty {
+            if !self.topology_dirty || self.recompute_due.is_some() {
                 break;
             }
             changed = true;

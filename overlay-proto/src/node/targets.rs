@@ -324,7 +324,9 @@ mod tests {
 
     #[test]
     fn a_removed_target_is_dropped_unless_a_known_peer_advertises_it() {
-        let now = Instant::now();
+        let start = Instant::now();
+        // Past the hold-down of the node's first computation.
+        let now = start + Duration::from_secs(1);
         let name = |s: &str| PeerName::new(s).expect("valid name");
         let mut node = Node::new(
             NodeConfig {
@@ -341,7 +343,7 @@ mod tests {
                 view: Default::default(),
                 identity: None,
             },
-            now,
+            start,
         );
         // Peer b is known from gossip at addr(2); addr(3) is only a target given from outside.
         node.topology.merge(PeerRecord {

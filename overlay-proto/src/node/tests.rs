@@ -240,8 +240,11 @@ fn gossip_makes_peers_reachable_and_is_forwarded_to_other_neighbours() {
         }),
         now,
     );
+    // Recomputed once the hold-down after the connection's own change has passed.
+    let settled = now + a.config().timing.recompute_holddown;
+    a.handle_timeout(settled);
     assert_eq!(a.routes().get(&name("b")).map(|r| r.hops), Some(1));
-    let later = now + a.config().timing.gossip_delay;
+    let later = settled + a.config().timing.gossip_delay;
     a.handle_timeout(later);
     let out = drain(&mut a);
     let forwarded = out.iter().any(|o| match o {

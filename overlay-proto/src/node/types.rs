@@ -30,6 +30,11 @@ pub struct Timing {
     pub claim_wait: Duration,
     /// How long a peer must be unreachable before its block may be taken over.
     pub reclaim_after: Duration,
+    /// Routes, reachability, the active view, claims and targets are recomputed from the
+    /// topology at most once per this interval (the first change at once, the rest of a burst
+    /// together at its end), like a link-state router's SPF hold-down: a burst of gossip costs
+    /// one recomputation, not one per record.
+    pub recompute_holddown: Duration,
 }
 
 impl Default for Timing {
@@ -43,6 +48,7 @@ impl Default for Timing {
             dial_backoff_max: Duration::from_secs(30),
             claim_wait: Duration::from_secs(3),
             reclaim_after: Duration::from_secs(24 * 3600),
+            recompute_holddown: Duration::from_millis(100),
         }
     }
 }
