@@ -6,8 +6,8 @@
 //! same routes.
 
 use crate::peer::PeerName;
-use crate::topology::Topology;
-use std::collections::{BTreeMap, VecDeque};
+use crate::topology::{PeerRecord, Topology};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// How to reach one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,27 +52,58 @@ impl Routes {
 }
 
 /// Computes the route from `me` to every reachable peer.
+///
+/// The records are indexed once (the topology iterates them in name order, so index order is
+/// name order and the visiting order, hence the tie-breaks, are those of a search over names);
+/// the search itself then compares integers, not names.
 pub fn compute_routes(topology: &Topology, me: &PeerName) -> Routes {
+    let records: Vec<&PeerRecord> = topology.iter().collect();
+    let index: HashMap<&PeerName, u32> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((&r.name, u32::try_from(i).ok()?)))
+        .collect();
+    // Each record's listed connections as indices, sorted (names are sorted, so are indices).
+    let listed: Vec<Vec<u32>> = records
+        .iter()
+        .map(|r| {
+            r.connections
+                .iter()
+                .filter_map(|c| index.get(c).copied())
+                .collect()
+        })
+        .collect();
     let mut routes: BTreeMap<PeerName, Route> = BTreeMap::new();
-    let mut queue: VecDeque<(&PeerName, Option<&PeerName>, u32)> = VecDeque::new();
-    queue.push_back((me, None, 0));
-    while let Some((at, first_hop, hops)) = queue.pop_front() {
-        let Some(record) = topology.get(at) else {
-            continue;
-        };
-        for next in &record.connections {
-            if next == me || routes.contains_key(next) || !topology.is_bidirectional(at, next) {
+    let Some(&start) = index.get(me) else {
+        return Routes { routes };
+    };
+    // Per index: (first hop, hops) once reached.
+    let mut reached: Vec<Option<(u32, u32)>> = vec![None; records.len()];
+    reached[start as usize] = Some((start, 0));
+    let mut queue: VecDeque<u32> = VecDeque::from([start]);
+    while let Some(at) = queue.pop_front() {
+        let (first_hop, hops) = reached[at as usize].unwrap_or((start, 0));
+        for &next in &listed[at as usize] {
+            let both_ways = listed[next as usize].binary_search(&at).is_ok();
+            if reached[next as usize].is_some() || !both_ways {
                 continue;
             }
-            let first = first_hop.unwrap_or(next);
-            routes.insert(
-                next.clone(),
-                Route {
-                    next_hop: first.clone(),
-                    hops: hops + 1,
-                },
-            );
-            queue.push_back((next, Some(first), hops + 1));
+            let first = if at == start { next } else { first_hop };
+            reached[next as usize] = Some((first, hops + 1));
+            queue.push_back(next);
+        }
+    }
+    for (i, r) in reached.iter().enumerate() {
+        if let Some((first, hops)) = *r {
+            if i as u32 != start {
+                routes.insert(
+                    records[i].name.clone(),
+                    Route {
+                        next_hop: records[first as usize].name.clone(),
+                        hops,
+                    },
+                );
+            }
         }
     }
     Routes { routes }
@@ -81,7 +112,6 @@ pub fn compute_routes(topology: &Topology, me: &PeerName) -> Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::PeerRecord;
     use std::net::SocketAddr;
 
     fn name(s: &str) -> PeerName {

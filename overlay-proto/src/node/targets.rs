@@ -2,8 +2,9 @@
 //! see `view.rs`), and addresses dialed once (a redirect's, or an unreachable peer's to heal a
 //! partition).
 //!
-//! A seed that has been connected once, or that is the address of a peer this node already
-//! reaches, is a lifeline: it is dialed again only while the node has no connection at all. A target dialed once is forgotten when its dial fails or its
+//! A seed that is the address of a peer this node already reaches (through any path) is not
+//! dialed while the node has a connection: it is only a lifeline, for when the node has none.
+//! A seed whose peer left, restarts or is unreachable is dialed as any target. A target dialed once is forgotten when its dial fails or its
 //! connection ends.
 //!
 //! A target is dialed when it is due; a failed dial is retried after an exponential backoff
@@ -41,8 +42,6 @@ pub(super) struct Target {
     instance: Option<u64>,
     /// Dialed once, never retried.
     once: bool,
-    /// A connection through this target was established at least once.
-    connected_before: bool,
     /// The address is the advertised address of a peer this node reaches.
     reached_peer: bool,
 }
@@ -77,7 +76,6 @@ impl Node {
             last_error: None,
             instance: None,
             once: false,
-            connected_before: false,
             reached_peer: false,
         });
         target.seed |= seed;
@@ -100,13 +98,11 @@ impl Node {
         }
     }
 
-    /// A seed waits while the node has any connection, once it has served (it was connected
-    /// once, or it is the address of a peer this node reaches already; see the module docs).
+    /// A seed waits while the node has any connection and the seed is the address of a peer
+    /// this node reaches already (see the module docs). A seed whose peer left, restarts or
+    /// cannot be reached is dialed as before.
     fn parked(&self, addr: &SocketAddr, t: &Target) -> bool {
-        t.seed
-            && (t.connected_before || t.reached_peer)
-            && !self.conns.is_empty()
-            && !self.preferred_addrs.contains(addr)
+        t.seed && t.reached_peer && !self.conns.is_empty() && !self.preferred_addrs.contains(addr)
     }
 
     /// When target `addr` is due to be dialed, if it is waiting and not parked.
@@ -273,7 +269,6 @@ impl Node {
             if let Some(t) = self.targets.get_mut(&addr) {
                 if t.state != TargetState::IsSelf {
                     t.state = TargetState::Connected(peer.clone());
-                    t.connected_before = true;
                     t.failures = 0;
                     t.last_error = None;
                     t.quick_until = None;
