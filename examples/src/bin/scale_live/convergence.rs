@@ -17,6 +17,11 @@ use std::time::{Duration, Instant};
 const POLL_EVERY: Duration = Duration::from_millis(200);
 /// Interval of the progress sweeps.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// Longest a progress sweep may take: agents under load answer `/status` slowly (each
+/// request is bounded at about 12 s), so a sweep stops asking once this is spent.
+const SWEEP_BUDGET: Duration = Duration::from_secs(30);
+/// Longest the final sweep after a timeout may take.
+const FINAL_SWEEP_BUDGET: Duration = Duration::from_secs(120);
 
 /// How one agent's view compares with the whole cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +62,8 @@ pub struct Progress {
     pub agents_converged: usize,
     /// Agents that answered `/status`.
     pub agents_answering: usize,
+    /// Agents asked before the sweep's time budget ran out.
+    pub agents_asked: usize,
     /// Reachable peers per answering agent.
     pub reachable: Vec<usize>,
 }
@@ -69,6 +76,7 @@ impl Progress {
         json!({
             "agents_converged": self.agents_converged,
             "agents_answering": self.agents_answering,
+            "agents_asked": self.agents_asked,
             "reachable_peers_min": sorted.first(),
             "reachable_peers_median": sorted.get(sorted.len() / 2),
             "reachable_peers_wanted": nodes - 1,
@@ -109,7 +117,7 @@ pub fn wait(c: &Cluster, start: Instant, timeout: Duration) -> anyhow::Result<Ou
             Some(i) => behind = i,
         }
         if start.elapsed() >= timeout {
-            let p = sweep(c);
+            let p = sweep(c, FINAL_SWEEP_BUDGET);
             eprintln!(
                 "    timed out after {:.0} s waiting for every agent to reach every other: {}",
                 timeout.as_secs_f64(),
@@ -133,12 +141,13 @@ pub fn wait(c: &Cluster, start: Instant, timeout: Duration) -> anyhow::Result<Ou
                         .join("\n")
                 );
             }
-            let p = sweep(c);
+            let p = sweep(c, SWEEP_BUDGET);
             eprintln!(
-                "    {:.0} s: {}/{} agents reach every other; waiting (up to {:.0} s) for node{behind} and the rest",
+                "    {:.0} s: {}/{} agents reach every other ({} asked); waiting (up to {:.0} s) for node{behind} and the rest",
                 start.elapsed().as_secs_f64(),
                 p.agents_converged,
                 nodes,
+                p.agents_asked,
                 timeout.as_secs_f64()
             );
             last_progress = Instant::now();
@@ -173,13 +182,20 @@ fn log_tail(log: &str) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
-/// Asks every agent.
-pub fn sweep(c: &Cluster) -> Progress {
+/// Asks every agent, or as many as `budget` allows.
+pub fn sweep(c: &Cluster, budget: Duration) -> Progress {
     let nodes = c.agents.len();
+    let start = Instant::now();
+    let mut asked = 0;
     let views: Vec<AgentView> = (0..nodes)
-        .filter_map(|i| c.status(i).ok().map(|s| AgentView::of(&s, i, nodes)))
+        .take_while(|_| start.elapsed() < budget && !interrupt::happened())
+        .filter_map(|i| {
+            asked += 1;
+            c.status(i).ok().map(|s| AgentView::of(&s, i, nodes))
+        })
         .collect();
     Progress {
+        agents_asked: asked,
         agents_converged: views.iter().filter(|v| v.converged(nodes)).count(),
         agents_answering: views.len(),
         reachable: views.iter().map(|v| v.reachable).collect(),
@@ -220,6 +236,7 @@ mod tests {
         let p = Progress {
             agents_converged: 1,
             agents_answering: 3,
+            agents_asked: 3,
             reachable: vec![3, 1, 2],
         };
         let j = p.to_json(4);

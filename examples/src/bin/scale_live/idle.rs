@@ -28,6 +28,7 @@ struct Sample {
 /// One agent's figures over the window.
 #[derive(Debug, Clone, Default)]
 struct AgentFigures {
+    window_s: f64,
     cpu_s_per_min: Option<f64>,
     control_bytes_per_s: Option<f64>,
     gossip_bytes_per_s: Option<f64>,
@@ -45,6 +46,7 @@ struct AgentFigures {
 /// where no agent runs); returns the JSON fields of the report.
 pub fn measure(c: &Cluster, pids: &[Option<u32>], idle: Duration) -> anyhow::Result<Fields> {
     let nodes = c.agents.len();
+    let reads = Instant::now();
     let before: Vec<Sample> = (0..nodes)
         .map(|i| {
             let status = c.status(i).ok();
@@ -57,12 +59,13 @@ pub fn measure(c: &Cluster, pids: &[Option<u32>], idle: Duration) -> anyhow::Res
             }
         })
         .collect();
-    let started = Instant::now();
+    let reads_before = reads.elapsed();
     eprintln!(
         "==> idle window: {} s without asking the agents anything",
         idle.as_secs()
     );
     interrupt::sleep(idle)?;
+    let reads = Instant::now();
     let figures: Vec<AgentFigures> = (0..nodes)
         .map(|i| {
             let (cpu_s, at) = (pids[i].and_then(proc_stats::cpu_secs), Instant::now());
@@ -75,7 +78,7 @@ pub fn measure(c: &Cluster, pids: &[Option<u32>], idle: Duration) -> anyhow::Res
             figures_of(i, nodes, pids[i], &before[i], &after)
         })
         .collect();
-    Ok(report(&figures, started.elapsed()))
+    Ok(report(&figures, [reads_before, reads.elapsed()]))
 }
 
 fn figures_of(
@@ -95,6 +98,7 @@ fn figures_of(
     };
     let mib = |kib: u64| kib as f64 / 1024.0;
     AgentFigures {
+        window_s: secs,
         cpu_s_per_min: after
             .cpu_s
             .zip(before.cpu_s)
@@ -128,7 +132,9 @@ fn figures_of(
 }
 
 /// The report fields from every agent's figures.
-fn report(f: &[AgentFigures], window: Duration) -> Fields {
+/// `reads` is how long the reads before and after the window took (each agent's own window
+/// is the idle time plus the reads of the other agents in between).
+fn report(f: &[AgentFigures], reads: [Duration; 2]) -> Fields {
     let each = |get: &dyn Fn(&AgentFigures) -> Option<f64>| -> Vec<f64> {
         f.iter().filter_map(get).collect()
     };
@@ -137,7 +143,14 @@ fn report(f: &[AgentFigures], window: Duration) -> Fields {
     let connects: Vec<f64> = each(&|a| a.connects.map(|n| n as f64));
     let mut m = Fields::new();
     let mut put = |k: &'static str, v: Value| m.push((k, v));
-    put("idle_window_s", json!(round3(window.as_secs_f64())));
+    put("idle_window_s", median_max(&each(&|a| Some(a.window_s))));
+    put(
+        "idle_reads_s",
+        json!({
+            "before": round3(reads[0].as_secs_f64()),
+            "after": round3(reads[1].as_secs_f64()),
+        }),
+    );
     put("agents_measured", json!(cpu.len()));
     put("idle_cpu_s_per_min_per_agent", median_max(&cpu));
     put(
@@ -184,6 +197,7 @@ fn report(f: &[AgentFigures], window: Duration) -> Fields {
     put(
         "sources",
         json!({
+            "idle_window_s": "each agent's window, from its CPU read before to its CPU read after; longer than --idle-secs by the time the /status and counter reads of all agents take (idle_reads_s), which agents under load answer slowly",
             "idle_cpu_s_per_min_per_agent": "utime+stime of /proc/<pid>/stat over each agent's window, scaled to 60 s",
             "rss_mib": "VmRSS of /proc/<pid>/status at the end of the window (peak_rss_mib: VmHWM, the whole run)",
             "sockets_per_agent": "TCP sockets (any state, listeners included) among the agent's fds, from /proc/<pid>/fd and /proc/<pid>/net/tcp{,6}",
