@@ -5,7 +5,8 @@
 //! with neighbours visited in name order, so every agent with the same topology computes the
 //! same routes.
 
-use crate::peer::PeerName;
+use crate::peer::{PeerId, PeerName};
+use std::hash::{BuildHasherDefault, Hasher};
 use crate::topology::{PeerRecord, Topology};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -51,6 +52,24 @@ impl Routes {
     }
 }
 
+/// A hasher for keys that are hashes already ([`PeerId`]): passes the `u64` through.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// Computes the route from `me` to every reachable peer.
 ///
 /// The records are indexed once (the topology iterates them in name order, so index order is
@@ -58,10 +77,12 @@ impl Routes {
 /// the search itself then compares integers, not names.
 pub fn compute_routes(topology: &Topology, me: &PeerName) -> Routes {
     let records: Vec<&PeerRecord> = topology.iter().collect();
-    let index: HashMap<&PeerName, u32> = records
+    // Keyed by peer id (already a hash of the name, unique among peers as the data path
+    // assumes), so a lookup hashes no string twice.
+    let index: HashMap<PeerId, u32, BuildHasherDefault<IdHasher>> = records
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| Some((&r.name, u32::try_from(i).ok()?)))
+        .filter_map(|(i, r)| Some((r.name.id(), u32::try_from(i).ok()?)))
         .collect();
     // Each record's listed connections as indices, sorted (names are sorted, so are indices).
     let listed: Vec<Vec<u32>> = records
@@ -69,12 +90,12 @@ pub fn compute_routes(topology: &Topology, me: &PeerName) -> Routes {
         .map(|r| {
             r.connections
                 .iter()
-                .filter_map(|c| index.get(c).copied())
+                .filter_map(|c| index.get(&c.id()).copied())
                 .collect()
         })
         .collect();
     let mut routes: BTreeMap<PeerName, Route> = BTreeMap::new();
-    let Some(&start) = index.get(me) else {
+    let Some(&start) = index.get(&me.id()) else {
         return Routes { routes };
     };
     // Per index: (first hop, hops) once reached.
