@@ -6,9 +6,9 @@
 //! same routes.
 
 use crate::peer::{PeerId, PeerName};
-use std::hash::{BuildHasherDefault, Hasher};
 use crate::topology::{PeerRecord, Topology};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// How to reach one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,8 +72,11 @@ pub(super) fn score(a: PeerId, b: PeerId) -> u64 {
     crate::rng::mix(a.0 ^ b.0)
 }
 
+/// A peer with its score.
+type Scored<'a> = (u64, &'a PeerName);
+
 /// Keeps the `k` lowest of `scored` (in no particular order).
-fn lowest(scored: &mut Vec<(u64, &PeerName)>, k: usize) {
+fn lowest(scored: &mut Vec<Scored<'_>>, k: usize) {
     if scored.len() > k {
         scored.select_nth_unstable(k);
         scored.truncate(k);
@@ -88,7 +91,7 @@ impl Node {
     pub(super) fn choose_preferred(&mut self) {
         let me = self.config.name.id();
         let k = self.config.view.preferred;
-        let (mut reachable, mut unreachable): (Vec<(u64, &PeerName)>, Vec<(u64, &PeerName)>) = self
+        let (mut reachable, mut unreachable): (Vec<Scored>, Vec<Scored>) = self
             .topology
             .iter()
             .filter(|r| r.name != self.config.name && !r.left)
