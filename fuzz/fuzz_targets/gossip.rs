@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
             initial_version: 1,
             timing: Timing::default(),
             rng_seed: 1,
+            view: Default::default(),
             identity: None,
         },
         start,
