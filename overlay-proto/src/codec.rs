@@ -51,6 +51,11 @@
 //! | 6    | [`Message::Summary`]      | [`Summary`](crate::message::Summary) |
 //! | 7    | [`Message::Keep`]         | `bool`        |
 //! | 8    | [`Message::Redirect`]     | `Vec<SocketAddr>` (at most [`MAX_REDIRECT`]) |
+//! | 9    | [`Message::IHave`]        | `Vec<DigestEntry>` (as in a [`Digest`](crate::message::Digest)) |
+//! | 10   | [`Message::Graft`]        | `Vec<PeerName>` |
+//! | 11   | [`Message::Prune`]        | (none)        |
+//! | 12   | [`Message::Buckets`]      | `Vec<u64>` ([`BUCKETS`](crate::topology::BUCKETS) hashes) |
+//! | 13   | [`Message::RangeDigest`]  | [`RangeDigest`](crate::message::RangeDigest) |
 //!
 //! A type this build does not know decodes to `Ok(None)` and is skipped, so new messages can be
 //! rolled out without breaking older peers. For known types the payload must fill the body
@@ -65,6 +70,7 @@
 //! |---------|--------|
 //! | 1       | the first |
 //! | 2       | a [`PeerRecord`](crate::topology::PeerRecord) ends with `identity`, an `Option<[u8; 32]>` (`00`, or `01` and 32 bytes) |
+//! | 3       | lazy push and bucketed anti-entropy: messages 9–13 (the encoding of every message is that of version 2; a node sends them only over connections of version 3 or later) |
 //!
 //! Over a version 1 connection records go without their identity, and arrive with `None`
 //! (the merge order prefers the same record with its identity, see
@@ -125,6 +131,11 @@ mod ty {
     pub const SUMMARY: u8 = 6;
     pub const KEEP: u8 = 7;
     pub const REDIRECT: u8 = 8;
+    pub const IHAVE: u8 = 9;
+    pub const GRAFT: u8 = 10;
+    pub const PRUNE: u8 = 11;
+    pub const BUCKETS: u8 = 12;
+    pub const RANGE_DIGEST: u8 = 13;
 }
 
 /// Most addresses a [`Message::Redirect`] may carry; a longer one is a decoding error.
@@ -287,6 +298,26 @@ pub fn encode_message_in(msg: &Message, version: u16, out: &mut Vec<u8>) -> Resu
             out.push(ty::REDIRECT);
             append_postcard(addrs, out, cap).map_err(|_| payload_size(addrs))
         }
+        Message::IHave(entries) => {
+            out.push(ty::IHAVE);
+            append_postcard(entries, out, cap).map_err(|_| payload_size(entries))
+        }
+        Message::Graft(names) => {
+            out.push(ty::GRAFT);
+            append_postcard(names, out, cap).map_err(|_| payload_size(names))
+        }
+        Message::Prune => {
+            out.push(ty::PRUNE);
+            Ok(())
+        }
+        Message::Buckets(hashes) => {
+            out.push(ty::BUCKETS);
+            append_postcard(hashes, out, cap).map_err(|_| payload_size(hashes))
+        }
+        Message::RangeDigest(d) => {
+            out.push(ty::RANGE_DIGEST);
+            append_postcard(d, out, cap).map_err(|_| payload_size(d))
+        }
     };
     match written {
         Ok(()) => close_frame(out, start, MAX_FRAME_LEN),
@@ -332,8 +363,13 @@ pub fn decode_message_in(body: &[u8], version: u16) -> Result<Option<Message>, C
             }
             Message::Redirect(addrs)
         }
+        ty::IHAVE => Message::IHave(decode_payload(ty, payload)?),
+        ty::GRAFT => Message::Graft(decode_payload(ty, payload)?),
+        ty::BUCKETS => Message::Buckets(decode_payload(ty, payload)?),
+        ty::RANGE_DIGEST => Message::RangeDigest(decode_payload(ty, payload)?),
         ty::LEAVE if payload.is_empty() => Message::Leave,
-        ty::LEAVE => {
+        ty::PRUNE if payload.is_empty() => Message::Prune,
+        ty::LEAVE | ty::PRUNE => {
             return Err(CodecError::TrailingBytes {
                 ty,
                 extra: payload.len(),
@@ -423,7 +459,9 @@ impl Flavor for Append<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Digest, DigestEntry, Gossip, Heartbeat, PROTOCOL_MAX, PROTOCOL_MIN};
+    use crate::message::{
+        Digest, DigestEntry, Gossip, Heartbeat, RangeDigest, PROTOCOL_MAX, PROTOCOL_MIN,
+    };
     use crate::peer::PeerName;
     use crate::topology::{Claim, PeerRecord};
     use ipnet::Ipv4Net;
@@ -649,8 +687,8 @@ mod tests {
             decode_message_in(body_of(&out), 2),
             Ok(Some(fixture_gossip()))
         );
-        // The default functions speak the newest version.
-        assert_eq!(PROTOCOL_MAX, 2);
+        // The default functions speak the newest version, whose records are version 2's.
+        assert_eq!(PROTOCOL_MAX, 3);
         assert_eq!(
             decode_message(body_of(&GOSSIP_FRAME_V2)),
             Ok(Some(fixture_gossip_v2()))
@@ -687,6 +725,93 @@ mod tests {
             assert_eq!(&out[..], frame, "{msg:?}");
             assert_eq!(decode_message_in(body_of(frame), 2), Ok(Some(msg)));
         }
+    }
+
+    static IHAVE_FRAME: [u8; 12] = [
+        0x00, 0x00, 0x00, 0x08, // body length 8
+        0x09, // type IHave
+        0x01, // 1 entry
+        0x02, b'a', b'1', // name "a1"
+        0x03, // version 3
+        0xb4, 0x24, // instance 0x1234
+    ];
+
+    static GRAFT_FRAME: [u8; 12] = [
+        0x00, 0x00, 0x00, 0x08, // body length 8
+        0x0a, // type Graft
+        0x02, // 2 names
+        0x02, b'a', b'1', // "a1"
+        0x02, b'b', b'2', // "b2"
+    ];
+
+    static PRUNE_FRAME: [u8; 5] = [
+        0x00, 0x00, 0x00, 0x01, // body length 1
+        0x0b, // type Prune
+    ];
+
+    static BUCKETS_FRAME: [u8; 9] = [
+        0x00, 0x00, 0x00, 0x05, // body length 5
+        0x0c, // type Buckets
+        0x02, // 2 hashes (a node sends 64)
+        0x00, // 0
+        0xac, 0x02, // 300
+    ];
+
+    static RANGE_DIGEST_FRAME: [u8; 14] = [
+        0x00, 0x00, 0x00, 0x0a, // body length 10
+        0x0d, // type RangeDigest
+        0x81, 0x01, // mask 0x81: buckets 0 and 7
+        0x01, // 1 entry
+        0x02, b'a', b'1', // name "a1"
+        0x03, // version 3
+        0xb4, 0x24, // instance 0x1234
+    ];
+
+    #[test]
+    fn version_3_lazy_push_and_bucket_messages() {
+        let fixtures = [
+            (
+                &IHAVE_FRAME[..],
+                Message::IHave(vec![DigestEntry {
+                    name: name("a1"),
+                    version: 3,
+                    instance: 0x1234,
+                }]),
+            ),
+            (
+                &GRAFT_FRAME[..],
+                Message::Graft(vec![name("a1"), name("b2")]),
+            ),
+            (&PRUNE_FRAME[..], Message::Prune),
+            (&BUCKETS_FRAME[..], Message::Buckets(vec![0, 300])),
+            (
+                &RANGE_DIGEST_FRAME[..],
+                Message::RangeDigest(RangeDigest {
+                    mask: 0x81,
+                    entries: vec![DigestEntry {
+                        name: name("a1"),
+                        version: 3,
+                        instance: 0x1234,
+                    }],
+                }),
+            ),
+        ];
+        for (frame, msg) in fixtures {
+            let mut out = Vec::new();
+            encode_message_in(&msg, 3, &mut out).expect("fits");
+            assert_eq!(&out[..], frame, "{msg:?}");
+            assert_eq!(decode_message_in(body_of(frame), 3), Ok(Some(msg)));
+        }
+        // Version 3 records are version 2's.
+        let mut out = Vec::new();
+        encode_message_in(&fixture_gossip_v2(), 3, &mut out).expect("fits");
+        assert_eq!(&out[..], &GOSSIP_FRAME_V2[..]);
+        let mut prune_with_payload = body_of(&PRUNE_FRAME).to_vec();
+        prune_with_payload.push(0);
+        assert_eq!(
+            decode_message_in(&prune_with_payload, 3),
+            Err(CodecError::TrailingBytes { ty: 11, extra: 1 })
+        );
     }
 
     #[test]
@@ -766,10 +891,10 @@ mod tests {
     #[test]
     fn unknown_message_types_are_skipped() {
         assert_eq!(decode_message(&[0x00]), Ok(None));
-        assert_eq!(decode_message(&[0x09, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_message(&[0x0e, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_message(&[0xff]), Ok(None));
         assert_eq!(decode_v1(&[0x00]), Ok(None));
-        assert_eq!(decode_v1(&[0x09, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_v1(&[0x0e, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_v1(&[0xff]), Ok(None));
     }
 

@@ -14,7 +14,12 @@ use std::net::SocketAddr;
 pub const PROTOCOL_MIN: u16 = 1;
 /// Newest control protocol version this build speaks (see [`crate::codec`] for what each
 /// version changed).
-pub const PROTOCOL_MAX: u16 = 2;
+pub const PROTOCOL_MAX: u16 = 3;
+/// The first protocol version that speaks lazy push ([`Message::IHave`], [`Message::Graft`],
+/// [`Message::Prune`]) and bucketed anti-entropy ([`Message::Buckets`],
+/// [`Message::RangeDigest`]); older peers are always pushed records eagerly and exchange
+/// whole digests.
+pub const LAZY_PUSH_VERSION: u16 = 3;
 
 /// The first frame on every control connection, sent by both sides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +82,29 @@ pub enum Message {
     /// The sender has no room for this connection and closes it: dial one of these instead
     /// (advertised addresses of some of its neighbours).
     Redirect(Vec<SocketAddr>),
+    /// Lazy push: the sender holds these record versions. A receiver that lacks one and does
+    /// not get it pushed eagerly soon asks for it with [`Message::Graft`].
+    IHave(Vec<DigestEntry>),
+    /// Send me these records now, and push changes to me eagerly from now on (repairs the
+    /// broadcast tree, see `crate::node`).
+    Graft(Vec<PeerName>),
+    /// Your last push was a duplicate: announce changes to me lazily from now on.
+    Prune,
+    /// The sender's per-bucket fingerprints ([`crate::topology::BUCKETS`] hashes, see
+    /// [`crate::topology::bucket_of`]), sent when summaries still differed after a while. The
+    /// receiver answers with a [`RangeDigest`] of the buckets that differ, if any.
+    Buckets(Vec<u64>),
+    /// A [`Digest`] of the records in some buckets only; answered the same way, within them.
+    RangeDigest(RangeDigest),
+}
+
+/// A [`Digest`] restricted to some buckets of the name space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeDigest {
+    /// Bit `b` set: bucket `b` is covered (every record the sender holds in it is listed).
+    pub mask: u64,
+    /// One entry per record in the covered buckets.
+    pub entries: Vec<DigestEntry>,
 }
 
 /// Order-independent fingerprint of a topology: the number of records and the XOR of a hash

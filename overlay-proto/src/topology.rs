@@ -105,12 +105,25 @@ impl PeerRecord {
     }
 }
 
+/// Number of name ranges ("buckets") a topology's fingerprint is split into, so that two
+/// agents whose summaries differ can find which records differ by exchanging 64 hashes and
+/// then the versions of the differing ranges only, instead of every record's.
+pub const BUCKETS: usize = 64;
+
+/// The bucket of a peer's record: the top 6 bits of its id, mixed (FNV-1a's high bits vary
+/// little between short names such as `node-1` and `node-2`).
+pub fn bucket_of(name: &PeerName) -> usize {
+    (crate::rng::mix(name.id().0) >> 58) as usize
+}
+
 /// The set of records an agent knows, one per peer name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
     records: BTreeMap<PeerName, PeerRecord>,
     /// Kept up to date by every merge, so a summary costs nothing to send.
     summary: Summary,
+    /// Per bucket, the XOR of its records' summary hashes (empty until the first merge).
+    buckets: Vec<u64>,
 }
 
 /// The hash of one record in a [`Summary`]: of its name, version and instance (what a
@@ -135,20 +148,36 @@ impl Topology {
     /// topology already holds [`MAX_PEERS`] records.
     pub fn merge(&mut self, record: PeerRecord) -> bool {
         let full = self.records.len() >= MAX_PEERS;
-        match self.records.get_mut(&record.name) {
-            Some(held) if *held >= record => false,
+        let bucket = bucket_of(&record.name);
+        let change = match self.records.get_mut(&record.name) {
+            Some(held) if *held >= record => return false,
             Some(held) => {
-                self.summary.hash ^= summary_hash(held) ^ summary_hash(&record);
+                let change = summary_hash(held) ^ summary_hash(&record);
                 *held = record;
-                true
+                change
             }
-            None if full => false,
+            None if full => return false,
             None => {
                 self.summary.records += 1;
-                self.summary.hash ^= summary_hash(&record);
+                let change = summary_hash(&record);
                 self.records.insert(record.name.clone(), record);
-                true
+                change
             }
+        };
+        self.summary.hash ^= change;
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; BUCKETS];
+        }
+        self.buckets[bucket] ^= change;
+        true
+    }
+
+    /// The per-bucket fingerprints (see [`BUCKETS`]).
+    pub fn bucket_hashes(&self) -> Vec<u64> {
+        if self.buckets.is_empty() {
+            vec![0; BUCKETS]
+        } else {
+            self.buckets.clone()
         }
     }
 
@@ -228,6 +257,31 @@ mod tests {
         assert!(!t.merge(record(1, 2, 7, &[2])));
         assert!(t.merge(record(1, 3, 7, &[])));
         assert_eq!(t.get(&name(1)).map(|r| r.version), Some(3));
+    }
+
+    #[test]
+    fn bucket_hashes_xor_to_the_summary_and_follow_merges() {
+        let mut t = Topology::new();
+        assert_eq!(t.bucket_hashes(), vec![0; BUCKETS]);
+        for n in 0..40 {
+            t.merge(record(n, 1, 1, &[]));
+        }
+        t.merge(record(7, 2, 1, &[]));
+        let xor = t.bucket_hashes().iter().fold(0, |a, b| a ^ b);
+        assert_eq!(xor, t.summary().hash);
+        // Recomputed from scratch, in another order: the same buckets.
+        let mut u = Topology::new();
+        u.merge(record(7, 2, 1, &[]));
+        for n in (0..40).rev() {
+            u.merge(record(n, 1, 1, &[]));
+        }
+        assert_eq!(u.bucket_hashes(), t.bucket_hashes());
+        // One record's change shows in its bucket only.
+        let before = t.bucket_hashes();
+        t.merge(record(9, 5, 1, &[]));
+        let after = t.bucket_hashes();
+        let changed: Vec<usize> = (0..BUCKETS).filter(|&b| before[b] != after[b]).collect();
+        assert_eq!(changed, vec![bucket_of(&name(9))]);
     }
 
     #[test]

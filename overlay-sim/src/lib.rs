@@ -439,6 +439,11 @@ impl Sim {
                     Message::Summary(_) => "summary",
                     Message::Keep(_) => "keep",
                     Message::Redirect(_) => "redirect",
+                    Message::IHave(_) => "ihave",
+                    Message::Graft(_) => "graft",
+                    Message::Prune => "prune",
+                    Message::Buckets(_) => "buckets",
+                    Message::RangeDigest(_) => "range_digest",
                 };
                 let by_kind = self.sent_by_kind.entry(kind).or_default();
                 by_kind.0 += 1;

@@ -193,12 +193,18 @@ fn main() -> anyhow::Result<()> {
     let old = s.alive();
     let before = total(&s);
     let recv_before = received(&s);
+    let kinds_before = s.sent_by_kind.clone();
     let joiner = s.add_node(&seeds);
     s.start(joiner);
     let join_time = s.run_until_true(limit, converged);
     s.run_for(Duration::from_secs(1));
     let join = cost(&s, &before, &recv_before, &old);
     eprintln!("join: {} messages, {} bytes", join.msgs, join.bytes);
+    eprintln!(
+        "join messages by kind: {:?}",
+        diff2(&s.sent_by_kind, &kinds_before)
+    );
+    let kinds_before = s.sent_by_kind.clone();
 
     let victim = s
         .alive()
@@ -218,6 +224,10 @@ fn main() -> anyhow::Result<()> {
     let survivors = s.alive();
     let death = cost(&s, &before, &recv_before, &survivors);
     eprintln!("death: {} messages, {} bytes", death.msgs, death.bytes);
+    eprintln!(
+        "death messages by kind: {:?}",
+        diff2(&s.sent_by_kind, &kinds_before)
+    );
 
     let secs = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0);
     let report = json!({

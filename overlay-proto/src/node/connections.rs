@@ -6,7 +6,7 @@
 //! the old one is gone). A connection from a new instance of a peer replaces the old one.
 
 use super::{CloseReason, ConnId, Direction, Message, Node, Refusal, Timing};
-use crate::message::{Heartbeat, Hello};
+use crate::message::{negotiate, Heartbeat, Hello, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::peer::PeerName;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -26,8 +26,17 @@ pub(super) struct Conn {
     heartbeat_seq: u64,
     heartbeat_pending: Option<(u64, Instant)>,
     pub(super) rtt: Option<Duration>,
+    /// The protocol version negotiated on this connection.
+    pub(super) version: u16,
+    /// Changes are pushed to this peer whole (it is a branch of the broadcast tree); when
+    /// false they are only announced (see `gossip.rs`).
+    pub(super) eager: bool,
     /// Names of records to send in the next gossip batch.
     pub(super) pending_gossip: BTreeSet<PeerName>,
+    /// Names of records to announce in the next lazy batch.
+    pub(super) pending_lazy: BTreeSet<PeerName>,
+    /// When to compare bucket fingerprints with the peer (its summary differed).
+    pub(super) summary_check_at: Option<Instant>,
     /// What this node last told the peer with [`Message::Keep`].
     pub(super) keep_sent: Option<bool>,
     /// The peer needs this connection (true until it says otherwise).
@@ -35,9 +44,15 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// The peer understands lazy push (announcements, grafts, prunes).
+    pub(super) fn lazy_capable(&self) -> bool {
+        self.version >= crate::message::LAZY_PUSH_VERSION
+    }
+
     /// The next time this connection needs attention.
     pub(super) fn next_deadline(&self, timing: &Timing) -> Instant {
-        self.next_heartbeat.min(self.last_rx + timing.dead_after)
+        let next = self.next_heartbeat.min(self.last_rx + timing.dead_after);
+        self.summary_check_at.map_or(next, |t| next.min(t))
     }
 
     pub(super) fn heartbeat_answered(&mut self, hb: Heartbeat, now: Instant) {
@@ -151,7 +166,15 @@ impl Node {
                 heartbeat_seq: 0,
                 heartbeat_pending: None,
                 rtt: None,
+                version: negotiate(
+                    (PROTOCOL_MIN, PROTOCOL_MAX),
+                    (hello.proto_min, hello.proto_max),
+                )
+                .unwrap_or(PROTOCOL_MIN),
+                eager: true,
                 pending_gossip: BTreeSet::new(),
+                pending_lazy: BTreeSet::new(),
+                summary_check_at: None,
                 keep_sent: None,
                 remote_keeps: true,
             },

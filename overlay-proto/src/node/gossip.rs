@@ -3,10 +3,24 @@
 //! Changed records are not sent at once: each neighbour has a set of record names pending for
 //! it, flushed after [`Timing::gossip_delay`](super::Timing) with the newest version of each.
 //! A burst of changes therefore costs one message per neighbour, and a record that changed
-//! twice in the meantime is sent once. A record is forwarded to every other neighbour, only
-//! when it changed this node's topology, so the flood of one change ends after every node has
-//! seen it once: about n × (neighbours per node) messages, each node receiving it once per
-//! neighbour (the active view bounds both; see `view.rs`).
+//! twice in the meantime is sent once. A record is forwarded only when it changed this node's
+//! topology, so the spread of one change ends after every node has seen it.
+//!
+//! # Broadcast tree (Plumtree)
+//! Forwarding to every neighbour would cost n × (neighbours per node) messages per change, each
+//! node receiving it once per neighbour. Instead, as in Plumtree (Leitão, Pereira, Rodrigues,
+//! "Epidemic Broadcast Trees", SRDS 2007), each connection is *eager* or *lazy*:
+//! - a change is pushed whole to eager neighbours, and only announced ([`Message::IHave`]:
+//!   name and version, batched for [`LAZY_DELAY`]) to lazy ones;
+//! - a push that brings nothing new means two paths lead here: the receiver answers
+//!   [`Message::Prune`] and both ends make the connection lazy. The eager connections left form
+//!   a spanning tree, so a change costs about n pushes;
+//! - an announced version that no push delivers within [`GRAFT_AFTER`] (a tree link broke)
+//!   is asked for with [`Message::Graft`], which makes that connection eager again: the tree
+//!   heals itself.
+//!
+//! Every connection starts eager, so the first changes flood and shape the tree. Peers older
+//! than protocol 3 do not speak lazy push: connections to them stay eager.
 //!
 //! Anti-entropy: on connect and every `full_gossip_interval`, neighbours exchange a
 //! [`Summary`] of their topologies (a count and a hash: a few bytes). Only when the summaries
@@ -14,11 +28,37 @@
 //! exchange moves what each side lacks.
 
 use super::{ConnId, Node};
-use crate::message::{Digest, DigestEntry, Gossip, Message, Summary};
+use crate::message::{Digest, DigestEntry, Gossip, Message, RangeDigest, Summary};
 use crate::peer::PeerName;
-use crate::topology::{PeerRecord, MAX_PEERS};
+use crate::topology::{bucket_of, PeerRecord, BUCKETS, MAX_PEERS};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Announcements to lazy neighbours are batched this long: they only repair the tree, and a
+/// longer batch carries more records per message.
+pub const LAZY_DELAY: Duration = Duration::from_secs(1);
+/// An announced record that no push delivered is asked for after this long.
+pub const GRAFT_AFTER: Duration = Duration::from_secs(1);
+/// How long after a differing summary the bucket fingerprints are compared: time for the
+/// changes still spreading to arrive, so only a real divergence costs a digest.
+pub const SUMMARY_SETTLE: Duration = Duration::from_secs(5);
+/// A mask covering every bucket: a whole digest.
+const ALL_BUCKETS: u64 = u64::MAX;
+/// Most announcements in one [`Message::IHave`].
+const IHAVE_CHUNK: usize = 1024;
+/// Most neighbours remembered as having announced one missing record.
+const MAX_ANNOUNCERS: usize = 4;
+
+/// A record version announced by lazy neighbours and not received yet.
+#[derive(Debug, Clone)]
+pub(super) struct Missing {
+    /// The announced version and instance.
+    version: (u64, u64),
+    /// Who announced it, to graft from in turn.
+    announcers: Vec<ConnId>,
+    /// When to graft from the next announcer.
+    graft_at: Instant,
+}
 
 /// Most records in one gossip message.
 pub(super) const GOSSIP_CHUNK: usize = 64;
@@ -38,11 +78,17 @@ impl Node {
     /// Queues `name`'s record for every neighbour except `except`.
     pub(super) fn queue_gossip(&mut self, name: &PeerName, except: Option<ConnId>) {
         for (id, c) in self.conns.iter_mut() {
-            if Some(*id) != except {
+            if Some(*id) == except {
+                continue;
+            }
+            if c.eager || !c.lazy_capable() {
                 c.pending_gossip.insert(name.clone());
+                self.gossip_queued = true;
+            } else {
+                c.pending_lazy.insert(name.clone());
+                self.lazy_queued = true;
             }
         }
-        self.gossip_queued = true;
     }
 
     /// Starts the batching delay for gossip queued since the last call.
@@ -50,17 +96,157 @@ impl Node {
         if std::mem::take(&mut self.gossip_queued) && self.gossip_due_at.is_none() {
             self.gossip_due_at = Some(now + self.config.timing.gossip_delay);
         }
+        if std::mem::take(&mut self.lazy_queued) && self.lazy_due_at.is_none() {
+            self.lazy_due_at = Some(now + LAZY_DELAY);
+        }
     }
 
-    /// When queued gossip is due.
+    /// When queued gossip, announcements or a graft are due.
     pub(super) fn gossip_due(&self) -> Option<Instant> {
-        self.gossip_due_at
+        let graft = self.missing.values().map(|m| m.graft_at).min();
+        [self.gossip_due_at, self.lazy_due_at, graft]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Sends queued gossip if it is due.
+    /// Sends queued gossip, announcements and grafts that are due.
     pub(super) fn flush_gossip(&mut self, now: Instant) {
         if self.gossip_due_at.is_some_and(|t| t <= now) {
             self.flush_gossip_now();
+        }
+        if self.lazy_due_at.is_some_and(|t| t <= now) {
+            self.flush_announcements();
+        }
+        self.graft_missing(now);
+        self.check_buckets(now);
+    }
+
+    /// Sends every lazy neighbour the versions queued for it.
+    fn flush_announcements(&mut self) {
+        self.lazy_due_at = None;
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let names = std::mem::take(&mut c.pending_lazy);
+            let entries: Vec<DigestEntry> = names
+                .iter()
+                .filter(|n| !c.pending_gossip.contains(*n))
+                .filter_map(|n| self.topology.get(n))
+                .map(|r| DigestEntry {
+                    name: r.name.clone(),
+                    version: r.version,
+                    instance: r.instance,
+                })
+                .collect();
+            for chunk in entries.chunks(IHAVE_CHUNK) {
+                self.send(id, Message::IHave(chunk.to_vec()));
+            }
+        }
+    }
+
+    /// Asks for records announced but not delivered in time, each from its next announcer.
+    fn graft_missing(&mut self, now: Instant) {
+        if !self.missing.values().any(|m| m.graft_at <= now) {
+            return;
+        }
+        let mut grafts: BTreeMap<ConnId, Vec<PeerName>> = BTreeMap::new();
+        let topology = &self.topology;
+        let conns = &self.conns;
+        self.missing.retain(|name, m| {
+            if topology
+                .get(name)
+                .is_some_and(|r| (r.version, r.instance) >= m.version)
+            {
+                return false;
+            }
+            if m.graft_at > now {
+                return true;
+            }
+            m.announcers.retain(|id| conns.contains_key(id));
+            if m.announcers.is_empty() {
+                // Nobody left to ask: anti-entropy brings it.
+                return false;
+            }
+            let from = m.announcers.remove(0);
+            grafts.entry(from).or_default().push(name.clone());
+            m.graft_at = now + GRAFT_AFTER;
+            true
+        });
+        for (id, names) in grafts {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.eager = true;
+            }
+            self.stats.grafts_sent += 1;
+            self.send(id, Message::Graft(names));
+        }
+    }
+
+    /// A lazy neighbour announces record versions: remember those not held, to graft them if
+    /// no push brings them.
+    pub(super) fn receive_announcements(
+        &mut self,
+        from: ConnId,
+        entries: Vec<DigestEntry>,
+        now: Instant,
+    ) {
+        for e in entries.into_iter().take(MAX_PEERS) {
+            let announced = (e.version, e.instance);
+            if self
+                .topology
+                .get(&e.name)
+                .is_some_and(|r| (r.version, r.instance) >= announced)
+            {
+                continue;
+            }
+            let full = self.missing.len() >= MAX_PEERS;
+            match self.missing.get_mut(&e.name) {
+                Some(m) => {
+                    m.version = m.version.max(announced);
+                    if m.announcers.len() < MAX_ANNOUNCERS && !m.announcers.contains(&from) {
+                        m.announcers.push(from);
+                    }
+                }
+                None if full => {}
+                None => {
+                    self.missing.insert(
+                        e.name,
+                        Missing {
+                            version: announced,
+                            announcers: vec![from],
+                            graft_at: now + GRAFT_AFTER,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// A neighbour asks for records and for eager pushes from now on.
+    pub(super) fn receive_graft(&mut self, from: ConnId, names: Vec<PeerName>) {
+        let Some(c) = self.conns.get_mut(&from) else {
+            return;
+        };
+        c.eager = true;
+        for name in names.into_iter().take(MAX_PEERS) {
+            if self.topology.get(&name).is_some() {
+                c.pending_lazy.remove(&name);
+                c.pending_gossip.insert(name);
+                self.gossip_queued = true;
+            }
+        }
+    }
+
+    /// A neighbour received a push of ours that it had already: announce to it from now on.
+    pub(super) fn receive_prune(&mut self, from: ConnId) {
+        if let Some(c) = self.conns.get_mut(&from) {
+            if c.lazy_capable() {
+                c.eager = false;
+                c.pending_lazy.append(&mut c.pending_gossip);
+                self.lazy_queued = true;
+            }
         }
     }
 
@@ -82,17 +268,22 @@ impl Node {
         }
     }
 
-    /// Sends a digest of the whole topology to one neighbour.
-    pub(super) fn send_digest(&mut self, conn: ConnId) {
-        let entries = self
-            .topology
+    /// The digest entries of the records in the buckets of `mask`.
+    fn digest_entries(&self, mask: u64) -> Vec<DigestEntry> {
+        self.topology
             .iter()
+            .filter(|r| mask & (1 << bucket_of(&r.name)) != 0)
             .map(|r| DigestEntry {
                 name: r.name.clone(),
                 version: r.version,
                 instance: r.instance,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Sends a digest of the whole topology to one neighbour.
+    pub(super) fn send_digest(&mut self, conn: ConnId) {
+        let entries = self.digest_entries(ALL_BUCKETS);
         self.send(conn, Message::Digest(Digest { entries }));
     }
 
@@ -110,19 +301,77 @@ impl Node {
         }
     }
 
-    /// Answers a neighbour's summary: with the digest when the topologies differ.
-    pub(super) fn receive_summary(&mut self, from: ConnId, summary: Summary) {
-        if summary != self.topology.summary() {
+    /// Answers a neighbour's summary when the topologies differ.
+    ///
+    /// A node far behind (just started) sends its digest at once, to receive everything it
+    /// lacks. Otherwise a difference is usually a change still spreading, so the node waits
+    /// [`SUMMARY_SETTLE`] and then compares bucket fingerprints, and digests only the buckets
+    /// that still differ. Peers older than protocol 3 get the whole digest at once.
+    pub(super) fn receive_summary(&mut self, from: ConnId, summary: Summary, now: Instant) {
+        let ours = self.topology.summary();
+        let Some(c) = self.conns.get_mut(&from) else {
+            return;
+        };
+        if summary == ours {
+            c.summary_check_at = None;
+            return;
+        }
+        if !c.lazy_capable() || ours.records.saturating_mul(2) <= summary.records + 1 {
             self.send_digest(from);
+        } else if c.summary_check_at.is_none() {
+            c.summary_check_at = Some(now + SUMMARY_SETTLE);
         }
     }
 
-    /// Answers a digest: the records the sender lacks, and this node's own digest if the
-    /// sender has records this node lacks.
-    pub(super) fn receive_digest(&mut self, from: ConnId, digest: Digest) {
-        let theirs: BTreeMap<&PeerName, (u64, u64)> = digest
-            .entries
+    /// Sends bucket fingerprints to neighbours whose summary differed a while ago.
+    fn check_buckets(&mut self, now: Instant) {
+        let due: Vec<ConnId> = self
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| c.summary_check_at.is_some_and(|t| t <= now))
+            .map(|(id, c)| {
+                c.summary_check_at = None;
+                *id
+            })
+            .collect();
+        for id in due {
+            self.send(id, Message::Buckets(self.topology.bucket_hashes()));
+        }
+    }
+
+    /// Answers bucket fingerprints: a digest of the buckets that differ, if any.
+    pub(super) fn receive_buckets(&mut self, from: ConnId, hashes: Vec<u64>) {
+        let Some(c) = self.conns.get_mut(&from) else {
+            return;
+        };
+        // The peer is checking already; one check is enough.
+        c.summary_check_at = None;
+        if hashes.len() != BUCKETS {
+            self.stats.records_rejected += 1;
+            return;
+        }
+        let mask = self
+            .topology
+            .bucket_hashes()
             .iter()
+            .zip(&hashes)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .fold(0u64, |m, (b, _)| m | 1 << b);
+        if mask != 0 {
+            let entries = self.digest_entries(mask);
+            self.send(from, Message::RangeDigest(RangeDigest { mask, entries }));
+        }
+    }
+
+    /// Answers a digest (`mask` = [`ALL_BUCKETS`]) or a range digest: the records of the
+    /// covered buckets the sender lacks, and this node's own digest of them if the sender
+    /// has records this node lacks.
+    pub(super) fn receive_digest(&mut self, from: ConnId, entries: Vec<DigestEntry>, mask: u64) {
+        let covered = |name: &PeerName| mask & (1 << bucket_of(name)) != 0;
+        let theirs: BTreeMap<&PeerName, (u64, u64)> = entries
+            .iter()
+            .filter(|e| covered(&e.name))
             .take(MAX_PEERS)
             .map(|e| (&e.name, (e.version, e.instance)))
             .collect();
@@ -130,9 +379,10 @@ impl Node {
             .topology
             .iter()
             .filter(|r| {
-                theirs
-                    .get(&r.name)
-                    .is_none_or(|v| (r.version, r.instance) > *v)
+                covered(&r.name)
+                    && theirs
+                        .get(&r.name)
+                        .is_none_or(|v| (r.version, r.instance) > *v)
             })
             .cloned()
             .collect();
@@ -142,13 +392,23 @@ impl Node {
                 .is_none_or(|r| *v > (r.version, r.instance))
         });
         if let Some(c) = self.conns.get_mut(&from) {
+            c.summary_check_at = None;
             for r in &newer_here {
                 c.pending_gossip.remove(&r.name);
             }
         }
-        self.send_records(from, newer_here, true);
+        let whole = mask == ALL_BUCKETS;
+        // A whole digest is always answered (the answer lets a joining node claim a block).
+        if whole || !newer_here.is_empty() {
+            self.send_records(from, newer_here, true);
+        }
         if newer_there {
-            self.send_digest(from);
+            if whole {
+                self.send_digest(from);
+            } else {
+                let entries = self.digest_entries(mask);
+                self.send(from, Message::RangeDigest(RangeDigest { mask, entries }));
+            }
         }
     }
 
@@ -189,33 +449,57 @@ impl Node {
             self.allow_claim();
         }
         let (cluster, prefix) = (self.config.cluster, self.config.subnet_prefix);
+        let mut news = false;
         for record in gossip.records {
             if record.validate(cluster, prefix).is_err() {
                 self.stats.records_rejected += 1;
                 continue;
             }
             if record.name == self.config.name {
-                self.refute(&record);
+                news |= self.refute(&record);
                 continue;
             }
             let name = record.name.clone();
             if self.topology.merge(record) {
+                news = true;
                 self.stats.records_merged += 1;
                 self.topology_dirty = true;
                 self.queue_gossip(&name, Some(from));
             }
         }
+        // A push that brought nothing: this node is reached by another path too.
+        if !gossip.full && !news {
+            self.prune(from);
+        }
+    }
+
+    /// Makes `conn` lazy at both ends (see the module docs).
+    fn prune(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.eager && c.lazy_capable() {
+            c.eager = false;
+            c.pending_lazy.append(&mut c.pending_gossip);
+            self.lazy_queued = true;
+            self.stats.prunes_sent += 1;
+            self.send(conn, Message::Prune);
+        }
     }
 
     /// Someone gossips a record under this node's name that is newer than its own (from a
     /// previous run of this node): publish a version above it.
-    fn refute(&mut self, record: &PeerRecord) {
+    ///
+    /// Returns true if it was newer.
+    fn refute(&mut self, record: &PeerRecord) -> bool {
         let Some(own) = self.topology.get(&self.config.name) else {
-            return;
+            return false;
         };
         if record > own {
             self.version = self.version.max(record.version);
             self.publish_self();
+            return true;
         }
+        false
     }
 }

@@ -13,8 +13,9 @@
 //! - **Discovery** (`targets.rs`): dials the seeds and the advertised address of every peer it
 //!   learns about, with exponential backoff and jitter on failure.
 //! - **Gossip** (`gossip.rs`): keeps its own record current (a new version on every change),
-//!   merges records it receives, forwards what changed to its other neighbours in batches,
-//!   and sends its whole topology to every neighbour periodically and on connect.
+//!   merges records it receives, forwards what changed along a self-repairing broadcast tree
+//!   (Plumtree: pushed whole on tree links, announced on the others), and reconciles with
+//!   each neighbour by summaries and digests periodically and on connect.
 //! - **Claims** (`claims.rs`): claims a block of the cluster range, following the rules in
 //!   [`crate::ipam`].
 //! - **Routes**: recomputes shortest paths whenever the topology changes and tells the shell
@@ -27,6 +28,7 @@ mod targets;
 mod types;
 mod view;
 
+pub use gossip::{GRAFT_AFTER, LAZY_DELAY, SUMMARY_SETTLE};
 pub use types::*;
 pub use view::ActiveView;
 
@@ -62,6 +64,12 @@ pub struct NodeStats {
     pub refused: u64,
     /// Times this node had to pick another block because its claim lost.
     pub claim_conflicts: u64,
+    /// Grafts sent: records announced but not pushed in time (a broadcast tree link broke).
+    #[serde(default)]
+    pub grafts_sent: u64,
+    /// Prunes sent: pushes that brought nothing new (a redundant broadcast path cut).
+    #[serde(default)]
+    pub prunes_sent: u64,
 }
 
 /// The control-plane state machine of one agent; see the module docs.
@@ -101,6 +109,12 @@ pub struct Node {
     gossip_queued: bool,
     /// When queued gossip is sent.
     gossip_due_at: Option<Instant>,
+    /// Announcements were queued since the lazy batching delay was last scheduled.
+    lazy_queued: bool,
+    /// When queued announcements are sent.
+    lazy_due_at: Option<Instant>,
+    /// Record versions announced by lazy neighbours and not received yet.
+    missing: BTreeMap<PeerName, gossip::Missing>,
     outputs: VecDeque<Output>,
     rng: Rng,
     stats: NodeStats,
@@ -133,6 +147,9 @@ impl Node {
             next_housekeeping: now,
             gossip_queued: false,
             gossip_due_at: None,
+            lazy_queued: false,
+            lazy_due_at: None,
+            missing: BTreeMap::new(),
             outputs: VecDeque::new(),
             rng,
             stats: NodeStats::default(),
@@ -193,8 +210,10 @@ impl Node {
             Message::Heartbeat(hb) => self.send(conn, Message::HeartbeatAck(hb)),
             Message::HeartbeatAck(hb) => c.heartbeat_answered(hb, now),
             Message::Gossip(g) => self.receive_gossip(conn, g),
-            Message::Digest(d) => self.receive_digest(conn, d),
-            Message::Summary(s) => self.receive_summary(conn, s),
+            Message::Digest(d) => self.receive_digest(conn, d.entries, u64::MAX),
+            Message::Summary(s) => self.receive_summary(conn, s, now),
+            Message::Buckets(hashes) => self.receive_buckets(conn, hashes),
+            Message::RangeDigest(d) => self.receive_digest(conn, d.entries, d.mask),
             Message::Keep(keep) => {
                 c.remote_keeps = keep;
                 self.close_unneeded(now);
@@ -204,6 +223,9 @@ impl Node {
                     self.add_target_once(addr, now);
                 }
             }
+            Message::IHave(entries) => self.receive_announcements(conn, entries, now),
+            Message::Graft(names) => self.receive_graft(conn, names),
+            Message::Prune => self.receive_prune(conn),
             Message::Leave => {
                 if let Some(peer) = self.conns.get(&conn).map(|c| c.peer.clone()) {
                     self.peer_leaving(&peer, now);

@@ -1,5 +1,6 @@
 //! Unit tests of the node, driven by hand.
 
+use super::gossip::{GRAFT_AFTER, LAZY_DELAY, SUMMARY_SETTLE};
 use super::*;
 use crate::message::{Gossip, Heartbeat};
 use crate::topology::PeerRecord;
@@ -394,4 +395,247 @@ fn a_peer_that_left_is_redialed_quickly_for_a_while_then_with_backoff() {
     drain(&mut a);
     a.handle_dial_failed(addr(2), "refused".into(), late);
     assert!(retry_at(&a) - late > targets::REDIAL_AFTER_LEAVE * 2);
+}
+
+/// A record of a peer that is not connected to anyone (enough for gossip tests).
+fn lone_record(n: &str, version: u64) -> PeerRecord {
+    PeerRecord {
+        name: name(n),
+        version,
+        instance: 7,
+        advertise: addr(200),
+        claim: None,
+        connections: vec![],
+        left: false,
+        identity: None,
+    }
+}
+
+fn push(node: &mut Node, conn: ConnId, records: Vec<PeerRecord>, now: Instant) {
+    node.handle_message(
+        conn,
+        Message::Gossip(Gossip {
+            full: false,
+            records,
+        }),
+        now,
+    );
+}
+
+/// `a` with connections 1 (to b) and 2 (to c); `c` speaks protocol `c_version` at most.
+fn a_between_b_and_c(c_version: u16, now: Instant) -> Node {
+    let mut a = Node::new(config("a", 1, &[]), now);
+    let mut hc = hello_of("c", 3);
+    hc.proto_max = c_version;
+    a.handle_connection_up(1, Direction::Inbound, None, addr(2), &hello_of("b", 2), now)
+        .expect("up");
+    a.handle_connection_up(2, Direction::Inbound, None, addr(3), &hc, now)
+        .expect("up");
+    drain(&mut a);
+    a
+}
+
+/// What was sent on `conn`, heartbeats aside.
+fn sent_to(out: &[Output], conn: ConnId) -> Vec<&Message> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(c, m) if *c == conn => Some(m),
+            _ => None,
+        })
+        .filter(|m| !matches!(m, Message::Heartbeat(_) | Message::HeartbeatAck(_)))
+        .collect()
+}
+
+#[test]
+fn a_redundant_push_prunes_the_link_and_later_changes_are_only_announced_on_it() {
+    let t0 = Instant::now();
+    let mut a = a_between_b_and_c(crate::message::PROTOCOL_MAX, t0);
+    // x arrives from b, is new, and is pushed on to c.
+    push(&mut a, 1, vec![lone_record("x", 1)], t0);
+    let t1 = t0 + a.config().timing.gossip_delay;
+    a.handle_timeout(t1);
+    let out = drain(&mut a);
+    assert!(sent_to(&out, 2)
+        .iter()
+        .any(|m| matches!(m, Message::Gossip(g) if g.records.iter().any(|r| r.name == name("x")))));
+    // The same x from c: two paths lead here, so the link to c becomes lazy.
+    push(&mut a, 2, vec![lone_record("x", 1)], t1);
+    let out = drain(&mut a);
+    assert_eq!(sent_to(&out, 2), vec![&Message::Prune]);
+    assert_eq!(a.stats().prunes_sent, 1);
+    // y from b now goes to c as an announcement, after the lazy delay, not pushed.
+    push(&mut a, 1, vec![lone_record("y", 4)], t1);
+    let t2 = t1 + a.config().timing.gossip_delay;
+    a.handle_timeout(t2);
+    assert!(sent_to(&drain(&mut a), 2).is_empty());
+    a.handle_timeout(t1 + LAZY_DELAY);
+    let out = drain(&mut a);
+    let announced = sent_to(&out, 2);
+    assert!(
+        matches!(announced.as_slice(), [Message::IHave(e)] if e.len() == 1 && e[0].name == name("y") && e[0].version == 4),
+        "{announced:?}"
+    );
+    // c grafts y: the link is eager again and y is pushed.
+    a.handle_message(2, Message::Graft(vec![name("y")]), t1 + LAZY_DELAY);
+    a.handle_timeout(t1 + LAZY_DELAY + a.config().timing.gossip_delay);
+    let out = drain(&mut a);
+    assert!(sent_to(&out, 2)
+        .iter()
+        .any(|m| matches!(m, Message::Gossip(g) if g.records.iter().any(|r| r.name == name("y")))));
+    push(&mut a, 1, vec![lone_record("z", 1)], t1 + LAZY_DELAY * 2);
+    a.handle_timeout(t1 + LAZY_DELAY * 2 + a.config().timing.gossip_delay);
+    assert!(sent_to(&drain(&mut a), 2)
+        .iter()
+        .any(|m| matches!(m, Message::Gossip(g) if g.records.iter().any(|r| r.name == name("z")))));
+}
+
+#[test]
+fn a_peer_older_than_protocol_3_is_never_pruned_and_always_pushed() {
+    let t0 = Instant::now();
+    let mut a = a_between_b_and_c(2, t0);
+    push(&mut a, 1, vec![lone_record("x", 1)], t0);
+    push(&mut a, 2, vec![lone_record("x", 1)], t0);
+    // A duplicate from the old peer: no prune (it would not understand it).
+    let out = drain(&mut a);
+    assert!(!sent_to(&out, 2).contains(&&Message::Prune));
+    push(&mut a, 1, vec![lone_record("y", 1)], t0);
+    a.handle_timeout(t0 + LAZY_DELAY);
+    let out = drain(&mut a);
+    let to_c = sent_to(&out, 2);
+    assert!(to_c
+        .iter()
+        .any(|m| matches!(m, Message::Gossip(g) if g.records.iter().any(|r| r.name == name("y")))));
+    assert!(!to_c.iter().any(|m| matches!(m, Message::IHave(_))));
+}
+
+#[test]
+fn an_announced_record_not_pushed_in_time_is_grafted_from_the_announcer() {
+    let t0 = Instant::now();
+    let mut a = a_between_b_and_c(crate::message::PROTOCOL_MAX, t0);
+    let announce = |n: &str, version| {
+        Message::IHave(vec![crate::message::DigestEntry {
+            name: name(n),
+            version,
+            instance: 7,
+        }])
+    };
+    // x is announced by c and then pushed by b in time: no graft.
+    a.handle_message(2, announce("x", 3), t0);
+    push(&mut a, 1, vec![lone_record("x", 3)], t0 + GRAFT_AFTER / 2);
+    // y is announced by c and never pushed: grafted from c after GRAFT_AFTER.
+    a.handle_message(2, announce("y", 5), t0);
+    // A version a holds already is not wanted.
+    a.handle_message(2, announce("a", 0), t0);
+    drain(&mut a);
+    assert!(a.poll_timeout().is_some_and(|t| t <= t0 + GRAFT_AFTER));
+    a.handle_timeout(t0 + GRAFT_AFTER);
+    let out = drain(&mut a);
+    let grafts: Vec<&Message> = sent_to(&out, 2)
+        .into_iter()
+        .filter(|m| matches!(m, Message::Graft(_)))
+        .collect();
+    assert_eq!(grafts, vec![&Message::Graft(vec![name("y")])]);
+    assert_eq!(a.stats().grafts_sent, 1);
+    assert!(sent_to(&out, 1)
+        .iter()
+        .all(|m| !matches!(m, Message::Graft(_))));
+    // Delivered now: nothing more is asked.
+    push(&mut a, 2, vec![lone_record("y", 5)], t0 + GRAFT_AFTER);
+    a.handle_timeout(t0 + GRAFT_AFTER * 3);
+    assert!(drain(&mut a)
+        .iter()
+        .all(|o| !matches!(o, Output::Send(_, Message::Graft(_)))));
+}
+
+#[test]
+fn differing_summaries_wait_then_digest_only_the_buckets_that_still_differ() {
+    let t0 = Instant::now();
+    let mut a = a_between_b_and_c(crate::message::PROTOCOL_MAX, t0);
+    let mut b = Node::new(config("b", 2, &[]), t0);
+    b.handle_connection_up(1, Direction::Inbound, None, addr(1), &a.hello(), t0)
+        .expect("up");
+    drain(&mut b);
+    // Both hold the same 40 records, then b learns one more version of one of them.
+    let many: Vec<PeerRecord> = (0..40).map(|i| lone_record(&format!("p{i}"), 1)).collect();
+    push(&mut a, 1, many.clone(), t0);
+    push(&mut b, 1, many, t0);
+    let (of_a, of_b): (Vec<PeerRecord>, Vec<PeerRecord>) = (
+        a.topology().iter().cloned().collect(),
+        b.topology().iter().cloned().collect(),
+    );
+    push(&mut a, 1, of_b, t0);
+    push(&mut b, 1, of_a, t0);
+    assert_eq!(a.topology().summary(), b.topology().summary());
+    push(&mut b, 1, vec![lone_record("p7", 2)], t0);
+    drain(&mut a);
+    drain(&mut b);
+    // b's summary differs from a's, but no digest goes out at once.
+    a.handle_message(1, Message::Summary(b.topology().summary()), t0);
+    let out = drain(&mut a);
+    assert!(
+        sent_to(&out, 1).is_empty(),
+        "a waits for changes in flight: {out:?}"
+    );
+    // (b and c stay alive meanwhile.)
+    for conn in [1, 2] {
+        let beat = Message::Heartbeat(Heartbeat { seq: 1 });
+        a.handle_message(conn, beat, t0 + SUMMARY_SETTLE - Duration::from_secs(1));
+    }
+    a.handle_timeout(t0 + SUMMARY_SETTLE);
+    let out = drain(&mut a);
+    let buckets = sent_to(&out, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Buckets(h) => Some(h.clone()),
+            _ => None,
+        })
+        .expect("bucket fingerprints after the settle time");
+    // b answers with the versions of p7's bucket only.
+    b.handle_message(1, Message::Buckets(buckets), t0 + SUMMARY_SETTLE);
+    let out = drain(&mut b);
+    let range = sent_to(&out, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::RangeDigest(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("a range digest");
+    assert_eq!(range.mask, 1 << crate::topology::bucket_of(&name("p7")));
+    assert!(range.entries.len() < 42, "{} entries", range.entries.len());
+    // a asks for p7 with its own range digest; b sends p7.
+    a.handle_message(1, Message::RangeDigest(range), t0 + SUMMARY_SETTLE);
+    let out = drain(&mut a);
+    let back = sent_to(&out, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::RangeDigest(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("a's range digest");
+    b.handle_message(1, Message::RangeDigest(back), t0 + SUMMARY_SETTLE);
+    let out = drain(&mut b);
+    let records: Vec<&PeerRecord> = sent_to(&out, 1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Gossip(g) => Some(&g.records),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(records, vec![&lone_record("p7", 2)]);
+}
+
+#[test]
+fn a_node_far_behind_sends_its_whole_digest_at_once() {
+    let t0 = Instant::now();
+    let mut a = a_between_b_and_c(crate::message::PROTOCOL_MAX, t0);
+    let many: Vec<PeerRecord> = (0..40).map(|i| lone_record(&format!("p{i}"), 1)).collect();
+    let mut b = Node::new(config("b", 2, &[]), t0);
+    push(&mut b, 1, many, t0);
+    // a holds 3 records, b 41: a is joining.
+    a.handle_message(1, Message::Summary(b.topology().summary()), t0);
+    let out = drain(&mut a);
+    assert!(sent_to(&out, 1)
+        .iter()
+        .any(|m| matches!(m, Message::Digest(_))));
 }
