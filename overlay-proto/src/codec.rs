@@ -51,7 +51,7 @@
 //! | 6    | [`Message::Summary`]      | [`Summary`](crate::message::Summary) |
 //! | 7    | [`Message::Keep`]         | `bool`        |
 //! | 8    | [`Message::Redirect`]     | `Vec<SocketAddr>` (at most [`MAX_REDIRECT`]) |
-//! | 9    | [`Message::IHave`]        | `Vec<DigestEntry>` (as in a [`Digest`](crate::message::Digest)) |
+//! | 9    | [`Message::Beat`]         | [`Beat`](crate::message::Beat) |
 //! | 10   | [`Message::Graft`]        | `Vec<PeerName>` |
 //! | 11   | [`Message::Prune`]        | (none)        |
 //! | 12   | [`Message::Buckets`]      | `Vec<u64>` ([`BUCKETS`](crate::topology::BUCKETS) hashes) |
@@ -131,7 +131,7 @@ mod ty {
     pub const SUMMARY: u8 = 6;
     pub const KEEP: u8 = 7;
     pub const REDIRECT: u8 = 8;
-    pub const IHAVE: u8 = 9;
+    pub const BEAT: u8 = 9;
     pub const GRAFT: u8 = 10;
     pub const PRUNE: u8 = 11;
     pub const BUCKETS: u8 = 12;
@@ -298,9 +298,9 @@ pub fn encode_message_in(msg: &Message, version: u16, out: &mut Vec<u8>) -> Resu
             out.push(ty::REDIRECT);
             append_postcard(addrs, out, cap).map_err(|_| payload_size(addrs))
         }
-        Message::IHave(entries) => {
-            out.push(ty::IHAVE);
-            append_postcard(entries, out, cap).map_err(|_| payload_size(entries))
+        Message::Beat(b) => {
+            out.push(ty::BEAT);
+            append_postcard(b, out, cap).map_err(|_| payload_size(b))
         }
         Message::Graft(names) => {
             out.push(ty::GRAFT);
@@ -363,7 +363,7 @@ pub fn decode_message_in(body: &[u8], version: u16) -> Result<Option<Message>, C
             }
             Message::Redirect(addrs)
         }
-        ty::IHAVE => Message::IHave(decode_payload(ty, payload)?),
+        ty::BEAT => Message::Beat(decode_payload(ty, payload)?),
         ty::GRAFT => Message::Graft(decode_payload(ty, payload)?),
         ty::BUCKETS => Message::Buckets(decode_payload(ty, payload)?),
         ty::RANGE_DIGEST => Message::RangeDigest(decode_payload(ty, payload)?),
@@ -460,7 +460,7 @@ impl Flavor for Append<'_> {
 mod tests {
     use super::*;
     use crate::message::{
-        Digest, DigestEntry, Gossip, Heartbeat, RangeDigest, PROTOCOL_MAX, PROTOCOL_MIN,
+        Beat, Digest, DigestEntry, Gossip, Heartbeat, RangeDigest, PROTOCOL_MAX, PROTOCOL_MIN,
     };
     use crate::peer::PeerName;
     use crate::topology::{Claim, PeerRecord};
@@ -727,10 +727,11 @@ mod tests {
         }
     }
 
-    static IHAVE_FRAME: [u8; 12] = [
-        0x00, 0x00, 0x00, 0x08, // body length 8
-        0x09, // type IHave
-        0x01, // 1 entry
+    static BEAT_FRAME: [u8; 14] = [
+        0x00, 0x00, 0x00, 0x0a, // body length 10
+        0x09, // type Beat
+        0xac, 0x02, // seq 300
+        0x01, // 1 announcement
         0x02, b'a', b'1', // name "a1"
         0x03, // version 3
         0xb4, 0x24, // instance 0x1234
@@ -771,12 +772,15 @@ mod tests {
     fn version_3_lazy_push_and_bucket_messages() {
         let fixtures = [
             (
-                &IHAVE_FRAME[..],
-                Message::IHave(vec![DigestEntry {
-                    name: name("a1"),
-                    version: 3,
-                    instance: 0x1234,
-                }]),
+                &BEAT_FRAME[..],
+                Message::Beat(Beat {
+                    seq: 300,
+                    have: vec![DigestEntry {
+                        name: name("a1"),
+                        version: 3,
+                        instance: 0x1234,
+                    }],
+                }),
             ),
             (
                 &GRAFT_FRAME[..],

@@ -15,7 +15,7 @@ pub const PROTOCOL_MIN: u16 = 1;
 /// Newest control protocol version this build speaks (see [`crate::codec`] for what each
 /// version changed).
 pub const PROTOCOL_MAX: u16 = 3;
-/// The first protocol version that speaks lazy push ([`Message::IHave`], [`Message::Graft`],
+/// The first protocol version that speaks lazy push ([`Message::Beat`], [`Message::Graft`],
 /// [`Message::Prune`]) and bucketed anti-entropy ([`Message::Buckets`],
 /// [`Message::RangeDigest`]); older peers are always pushed records eagerly and exchange
 /// whole digests.
@@ -82,9 +82,11 @@ pub enum Message {
     /// The sender has no room for this connection and closes it: dial one of these instead
     /// (advertised addresses of some of its neighbours).
     Redirect(Vec<SocketAddr>),
-    /// Lazy push: the sender holds these record versions. A receiver that lacks one and does
-    /// not get it pushed eagerly soon asks for it with [`Message::Graft`].
-    IHave(Vec<DigestEntry>),
+    /// A heartbeat carrying lazy-push announcements (protocol 3; older peers get
+    /// [`Message::Heartbeat`]): answered with [`Message::HeartbeatAck`] like a heartbeat. The
+    /// announcements ride on the heartbeat each connection sends anyway, as SWIM piggybacks
+    /// its updates on probes, so they cost bytes, not messages.
+    Beat(Beat),
     /// Send me these records now, and push changes to me eagerly from now on (repairs the
     /// broadcast tree, see `crate::node`).
     Graft(Vec<PeerName>),
@@ -149,6 +151,16 @@ pub struct DigestEntry {
     pub version: u64,
     /// Its instance.
     pub instance: u64,
+}
+
+/// A heartbeat with announcements: the sender holds these record versions. A receiver that
+/// lacks one and does not get it pushed soon asks for it with [`Message::Graft`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    /// Sequence number, answered in a [`Message::HeartbeatAck`].
+    pub seq: u64,
+    /// Record versions the sender holds (its changes since its previous beat).
+    pub have: Vec<DigestEntry>,
 }
 
 /// Heartbeat payload.

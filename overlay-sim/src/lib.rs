@@ -12,7 +12,7 @@ mod wire;
 
 pub use wire::SimAuth;
 
-use overlay_proto::message::Message;
+use overlay_proto::message::{Beat, Message};
 use overlay_proto::node::{ActiveView, ConnId, Direction, Node, NodeConfig, Output, Timing};
 use overlay_proto::topology::Claim;
 use overlay_proto::PeerName;
@@ -124,8 +124,23 @@ pub struct Traffic {
     pub gossip_recv_bytes: u64,
     /// Of the messages sent, heartbeats and their answers.
     pub heartbeat_msgs: u64,
-    /// Bytes of the heartbeats and answers sent.
+    /// Bytes of the heartbeats and answers sent, without the announcements heartbeats carry
+    /// (those count as gossip bytes, sent and received).
     pub heartbeat_bytes: u64,
+}
+
+/// The bytes a beat's announcements add to a bare heartbeat of the same sequence number.
+fn announcement_bytes(beat: &Beat) -> u64 {
+    let len = |b: &Beat| {
+        let mut out = Vec::new();
+        overlay_proto::codec::encode_message(&Message::Beat(b.clone()), &mut out)
+            .map_or(0, |()| out.len() as u64)
+    };
+    let bare = Beat {
+        seq: beat.seq,
+        have: Vec::new(),
+    };
+    len(beat).saturating_sub(len(&bare))
 }
 
 /// One simulated agent: its state machine while running, and what outlives a restart.
@@ -439,7 +454,8 @@ impl Sim {
                     Message::Summary(_) => "summary",
                     Message::Keep(_) => "keep",
                     Message::Redirect(_) => "redirect",
-                    Message::IHave(_) => "ihave",
+                    Message::Beat(b) if b.have.is_empty() => "heartbeat",
+                    Message::Beat(_) => "beat_with_announcements",
                     Message::Graft(_) => "graft",
                     Message::Prune => "prune",
                     Message::Buckets(_) => "buckets",
@@ -450,7 +466,13 @@ impl Sim {
                 by_kind.1 += bytes.len() as u64;
                 let traffic = &mut self.nodes[i].traffic;
                 traffic.sent_msgs += 1;
-                if matches!(msg, Message::Heartbeat(_) | Message::HeartbeatAck(_)) {
+                if let Message::Beat(beat) = &msg {
+                    // A heartbeat, plus the bytes its announcements add.
+                    let extra = announcement_bytes(beat);
+                    traffic.heartbeat_msgs += 1;
+                    traffic.heartbeat_bytes += bytes.len() as u64 - extra;
+                    self.nodes[j].traffic.gossip_recv_bytes += extra;
+                } else if matches!(msg, Message::Heartbeat(_) | Message::HeartbeatAck(_)) {
                     traffic.heartbeat_msgs += 1;
                     traffic.heartbeat_bytes += bytes.len() as u64;
                 } else {

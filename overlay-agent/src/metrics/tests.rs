@@ -86,7 +86,7 @@ fn every_family_carries_the_snapshot_values() {
     expect(
         &text,
         &format!(
-            r#"overlay_build_info{{version="{}",protocol_min="1",protocol_max="2"}}"#,
+            r#"overlay_build_info{{version="{}",protocol_min="1",protocol_max="3"}}"#,
             env!("CARGO_PKG_VERSION")
         ),
         1.0,

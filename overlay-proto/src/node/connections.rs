@@ -6,7 +6,7 @@
 //! the old one is gone). A connection from a new instance of a peer replaces the old one.
 
 use super::{CloseReason, ConnId, Direction, Message, Node, Refusal, Timing};
-use crate::message::{negotiate, Heartbeat, Hello, PROTOCOL_MAX, PROTOCOL_MIN};
+use crate::message::{negotiate, Beat, Heartbeat, Hello, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::peer::PeerName;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -233,11 +233,16 @@ impl Node {
                 c.heartbeat_seq += 1;
                 c.heartbeat_pending = Some((c.heartbeat_seq, now));
                 c.next_heartbeat = now + timing.heartbeat_interval;
-                beats.push((*id, c.heartbeat_seq));
+                beats.push((*id, c.heartbeat_seq, c.lazy_capable()));
             }
         }
-        for (id, seq) in beats {
-            self.send(id, Message::Heartbeat(Heartbeat { seq }));
+        for (id, seq, lazy_capable) in beats {
+            if lazy_capable {
+                let have = self.take_announcements(id);
+                self.send(id, Message::Beat(Beat { seq, have }));
+            } else {
+                self.send(id, Message::Heartbeat(Heartbeat { seq }));
+            }
         }
     }
 }

@@ -10,8 +10,8 @@
 //! Forwarding to every neighbour would cost n × (neighbours per node) messages per change, each
 //! node receiving it once per neighbour. Instead, as in Plumtree (Leitão, Pereira, Rodrigues,
 //! "Epidemic Broadcast Trees", SRDS 2007), each connection is *eager* or *lazy*:
-//! - a change is pushed whole to eager neighbours, and only announced ([`Message::IHave`]:
-//!   name and version, batched for [`LAZY_DELAY`]) to lazy ones;
+//! - a change is pushed whole to eager neighbours, and only announced to lazy ones: its name
+//!   and version ride on the next heartbeat ([`Message::Beat`], at most a second later);
 //! - a push that brings nothing new means two paths lead here: the receiver answers
 //!   [`Message::Prune`] and both ends make the connection lazy. The eager connections left form
 //!   a spanning tree, so a change costs about n pushes;
@@ -34,9 +34,6 @@ use crate::topology::{bucket_of, PeerRecord, BUCKETS, MAX_PEERS};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Announcements to lazy neighbours are batched this long: they only repair the tree, and a
-/// longer batch carries more records per message.
-pub const LAZY_DELAY: Duration = Duration::from_secs(1);
 /// An announced record that no push delivered is asked for after this long.
 pub const GRAFT_AFTER: Duration = Duration::from_secs(1);
 /// How long after a differing summary the bucket fingerprints are compared: time for the
@@ -44,8 +41,8 @@ pub const GRAFT_AFTER: Duration = Duration::from_secs(1);
 pub const SUMMARY_SETTLE: Duration = Duration::from_secs(5);
 /// A mask covering every bucket: a whole digest.
 const ALL_BUCKETS: u64 = u64::MAX;
-/// Most announcements in one [`Message::IHave`].
-const IHAVE_CHUNK: usize = 1024;
+/// Most announcements on one heartbeat; more wait for the next.
+const MAX_ANNOUNCEMENTS: usize = 1024;
 /// Most neighbours remembered as having announced one missing record.
 const MAX_ANNOUNCERS: usize = 4;
 
@@ -86,7 +83,6 @@ impl Node {
                 self.gossip_queued = true;
             } else {
                 c.pending_lazy.insert(name.clone());
-                self.lazy_queued = true;
             }
         }
     }
@@ -96,55 +92,46 @@ impl Node {
         if std::mem::take(&mut self.gossip_queued) && self.gossip_due_at.is_none() {
             self.gossip_due_at = Some(now + self.config.timing.gossip_delay);
         }
-        if std::mem::take(&mut self.lazy_queued) && self.lazy_due_at.is_none() {
-            self.lazy_due_at = Some(now + LAZY_DELAY);
-        }
     }
 
-    /// When queued gossip, announcements or a graft are due.
+    /// When queued gossip or a graft is due.
     pub(super) fn gossip_due(&self) -> Option<Instant> {
         let graft = self.missing.values().map(|m| m.graft_at).min();
-        [self.gossip_due_at, self.lazy_due_at, graft]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.gossip_due_at, graft].into_iter().flatten().min()
     }
 
-    /// Sends queued gossip, announcements and grafts that are due.
+    /// Sends queued gossip, grafts and bucket checks that are due.
     pub(super) fn flush_gossip(&mut self, now: Instant) {
         if self.gossip_due_at.is_some_and(|t| t <= now) {
             self.flush_gossip_now();
-        }
-        if self.lazy_due_at.is_some_and(|t| t <= now) {
-            self.flush_announcements();
         }
         self.graft_missing(now);
         self.check_buckets(now);
     }
 
-    /// Sends every lazy neighbour the versions queued for it.
-    fn flush_announcements(&mut self) {
-        self.lazy_due_at = None;
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
-            let Some(c) = self.conns.get_mut(&id) else {
-                continue;
+    /// The announcements for the next heartbeat on `conn`: versions queued for it and not
+    /// about to be pushed.
+    pub(super) fn take_announcements(&mut self, conn: ConnId) -> Vec<DigestEntry> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        let mut have = Vec::new();
+        while have.len() < MAX_ANNOUNCEMENTS {
+            let Some(name) = c.pending_lazy.pop_first() else {
+                break;
             };
-            let names = std::mem::take(&mut c.pending_lazy);
-            let entries: Vec<DigestEntry> = names
-                .iter()
-                .filter(|n| !c.pending_gossip.contains(*n))
-                .filter_map(|n| self.topology.get(n))
-                .map(|r| DigestEntry {
-                    name: r.name.clone(),
+            if c.pending_gossip.contains(&name) {
+                continue;
+            }
+            if let Some(r) = self.topology.get(&name) {
+                have.push(DigestEntry {
+                    name,
                     version: r.version,
                     instance: r.instance,
-                })
-                .collect();
-            for chunk in entries.chunks(IHAVE_CHUNK) {
-                self.send(id, Message::IHave(chunk.to_vec()));
+                });
             }
         }
+        have
     }
 
     /// Asks for records announced but not delivered in time, each from its next announcer.
@@ -245,7 +232,6 @@ impl Node {
             if c.lazy_capable() {
                 c.eager = false;
                 c.pending_lazy.append(&mut c.pending_gossip);
-                self.lazy_queued = true;
             }
         }
     }
@@ -481,7 +467,6 @@ impl Node {
         if c.eager && c.lazy_capable() {
             c.eager = false;
             c.pending_lazy.append(&mut c.pending_gossip);
-            self.lazy_queued = true;
             self.stats.prunes_sent += 1;
             self.send(conn, Message::Prune);
         }

@@ -28,12 +28,12 @@ mod targets;
 mod types;
 mod view;
 
-pub use gossip::{GRAFT_AFTER, LAZY_DELAY, SUMMARY_SETTLE};
+pub use gossip::{GRAFT_AFTER, SUMMARY_SETTLE};
 pub use types::*;
 pub use view::ActiveView;
 
 use crate::forwarding::ForwardingTable;
-use crate::message::{Hello, HelloBody, Message, PROTOCOL_MAX, PROTOCOL_MIN};
+use crate::message::{Heartbeat, Hello, HelloBody, Message, PROTOCOL_MAX, PROTOCOL_MIN};
 use crate::peer::PeerName;
 use crate::rng::Rng;
 use crate::routing::{compute_routes, Routes};
@@ -109,10 +109,6 @@ pub struct Node {
     gossip_queued: bool,
     /// When queued gossip is sent.
     gossip_due_at: Option<Instant>,
-    /// Announcements were queued since the lazy batching delay was last scheduled.
-    lazy_queued: bool,
-    /// When queued announcements are sent.
-    lazy_due_at: Option<Instant>,
     /// Record versions announced by lazy neighbours and not received yet.
     missing: BTreeMap<PeerName, gossip::Missing>,
     outputs: VecDeque<Output>,
@@ -147,8 +143,6 @@ impl Node {
             next_housekeeping: now,
             gossip_queued: false,
             gossip_due_at: None,
-            lazy_queued: false,
-            lazy_due_at: None,
             missing: BTreeMap::new(),
             outputs: VecDeque::new(),
             rng,
@@ -223,7 +217,10 @@ impl Node {
                     self.add_target_once(addr, now);
                 }
             }
-            Message::IHave(entries) => self.receive_announcements(conn, entries, now),
+            Message::Beat(beat) => {
+                self.send(conn, Message::HeartbeatAck(Heartbeat { seq: beat.seq }));
+                self.receive_announcements(conn, beat.have, now);
+            }
             Message::Graft(names) => self.receive_graft(conn, names),
             Message::Prune => self.receive_prune(conn),
             Message::Leave => {

@@ -1,7 +1,8 @@
 //! Unit tests of the node, driven by hand.
 
-use super::gossip::{GRAFT_AFTER, LAZY_DELAY, SUMMARY_SETTLE};
+use super::gossip::{GRAFT_AFTER, SUMMARY_SETTLE};
 use super::*;
+use crate::message::Beat;
 use crate::message::{Gossip, Heartbeat};
 use crate::topology::PeerRecord;
 
@@ -185,14 +186,16 @@ fn silent_connections_are_closed_and_heartbeats_answered() {
     )));
     let t1 = t0 + Duration::from_secs(1);
     a.handle_timeout(t1);
-    let beats: Vec<Output> = drain(&mut a)
+    // A peer of this build gets beats (heartbeats that carry announcements).
+    let beats: Vec<u64> = drain(&mut a)
         .into_iter()
-        .filter(|o| matches!(o, Output::Send(1, Message::Heartbeat(_))))
+        .filter_map(|o| match o {
+            Output::Send(1, Message::Beat(b)) => Some(b.seq),
+            _ => None,
+        })
         .collect();
     assert_eq!(beats.len(), 1);
-    let Output::Send(_, Message::Heartbeat(sent)) = beats[0].clone() else {
-        unreachable!()
-    };
+    let sent = Heartbeat { seq: beats[0] };
     a.handle_message(
         1,
         Message::HeartbeatAck(sent),
@@ -442,7 +445,11 @@ fn sent_to(out: &[Output], conn: ConnId) -> Vec<&Message> {
             Output::Send(c, m) if *c == conn => Some(m),
             _ => None,
         })
-        .filter(|m| !matches!(m, Message::Heartbeat(_) | Message::HeartbeatAck(_)))
+        .filter(|m| match m {
+            Message::Heartbeat(_) | Message::HeartbeatAck(_) => false,
+            Message::Beat(b) => !b.have.is_empty(),
+            _ => true,
+        })
         .collect()
 }
 
@@ -463,27 +470,29 @@ fn a_redundant_push_prunes_the_link_and_later_changes_are_only_announced_on_it()
     let out = drain(&mut a);
     assert_eq!(sent_to(&out, 2), vec![&Message::Prune]);
     assert_eq!(a.stats().prunes_sent, 1);
-    // y from b now goes to c as an announcement, after the lazy delay, not pushed.
+    // y from b now goes to c as an announcement on the next heartbeat, not pushed.
+    let beat_at = t0 + a.config().timing.heartbeat_interval;
     push(&mut a, 1, vec![lone_record("y", 4)], t1);
     let t2 = t1 + a.config().timing.gossip_delay;
     a.handle_timeout(t2);
     assert!(sent_to(&drain(&mut a), 2).is_empty());
-    a.handle_timeout(t1 + LAZY_DELAY);
+    a.handle_timeout(beat_at);
     let out = drain(&mut a);
     let announced = sent_to(&out, 2);
     assert!(
-        matches!(announced.as_slice(), [Message::IHave(e)] if e.len() == 1 && e[0].name == name("y") && e[0].version == 4),
+        matches!(announced.as_slice(), [Message::Beat(b)] if b.have.len() == 1 && b.have[0].name == name("y") && b.have[0].version == 4),
         "{announced:?}"
     );
     // c grafts y: the link is eager again and y is pushed.
-    a.handle_message(2, Message::Graft(vec![name("y")]), t1 + LAZY_DELAY);
-    a.handle_timeout(t1 + LAZY_DELAY + a.config().timing.gossip_delay);
+    a.handle_message(2, Message::Graft(vec![name("y")]), beat_at);
+    a.handle_timeout(beat_at + a.config().timing.gossip_delay);
     let out = drain(&mut a);
     assert!(sent_to(&out, 2)
         .iter()
         .any(|m| matches!(m, Message::Gossip(g) if g.records.iter().any(|r| r.name == name("y")))));
-    push(&mut a, 1, vec![lone_record("z", 1)], t1 + LAZY_DELAY * 2);
-    a.handle_timeout(t1 + LAZY_DELAY * 2 + a.config().timing.gossip_delay);
+    let later = beat_at + Duration::from_millis(500);
+    push(&mut a, 1, vec![lone_record("z", 1)], later);
+    a.handle_timeout(later + a.config().timing.gossip_delay);
     assert!(sent_to(&drain(&mut a), 2)
         .iter()
         .any(|m| matches!(m, Message::Gossip(g) if g.records.iter().any(|r| r.name == name("z")))));
@@ -499,13 +508,14 @@ fn a_peer_older_than_protocol_3_is_never_pruned_and_always_pushed() {
     let out = drain(&mut a);
     assert!(!sent_to(&out, 2).contains(&&Message::Prune));
     push(&mut a, 1, vec![lone_record("y", 1)], t0);
-    a.handle_timeout(t0 + LAZY_DELAY);
+    a.handle_timeout(t0 + a.config().timing.heartbeat_interval);
     let out = drain(&mut a);
     let to_c = sent_to(&out, 2);
     assert!(to_c
         .iter()
         .any(|m| matches!(m, Message::Gossip(g) if g.records.iter().any(|r| r.name == name("y")))));
-    assert!(!to_c.iter().any(|m| matches!(m, Message::IHave(_))));
+    assert!(!to_c.iter().any(|m| matches!(m, Message::Beat(_))));
+    assert!(out.contains(&Output::Send(2, Message::Heartbeat(Heartbeat { seq: 1 }))));
 }
 
 #[test]
@@ -513,11 +523,14 @@ fn an_announced_record_not_pushed_in_time_is_grafted_from_the_announcer() {
     let t0 = Instant::now();
     let mut a = a_between_b_and_c(crate::message::PROTOCOL_MAX, t0);
     let announce = |n: &str, version| {
-        Message::IHave(vec![crate::message::DigestEntry {
-            name: name(n),
-            version,
-            instance: 7,
-        }])
+        Message::Beat(Beat {
+            seq: 1,
+            have: vec![crate::message::DigestEntry {
+                name: name(n),
+                version,
+                instance: 7,
+            }],
+        })
     };
     // x is announced by c and then pushed by b in time: no graft.
     a.handle_message(2, announce("x", 3), t0);
