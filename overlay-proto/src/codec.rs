@@ -56,6 +56,7 @@
 //! | 11   | [`Message::Prune`]        | (none)        |
 //! | 12   | [`Message::Buckets`]      | `Vec<u64>` ([`BUCKETS`](crate::topology::BUCKETS) hashes) |
 //! | 13   | [`Message::RangeDigest`]  | [`RangeDigest`](crate::message::RangeDigest) |
+//! | 14   | [`Message::SummaryCheck`] | [`Summary`](crate::message::Summary) |
 //!
 //! A type this build does not know decodes to `Ok(None)` and is skipped, so new messages can be
 //! rolled out without breaking older peers. For known types the payload must fill the body
@@ -70,7 +71,7 @@
 //! |---------|--------|
 //! | 1       | the first |
 //! | 2       | a [`PeerRecord`](crate::topology::PeerRecord) ends with `identity`, an `Option<[u8; 32]>` (`00`, or `01` and 32 bytes) |
-//! | 3       | lazy push and bucketed anti-entropy: messages 9–13 (the encoding of every message is that of version 2; a node sends them only over connections of version 3 or later) |
+//! | 3       | lazy push and bucketed anti-entropy: messages 9–14 (the encoding of every message is that of version 2; a node sends them only over connections of version 3 or later) |
 //!
 //! Over a version 1 connection records go without their identity, and arrive with `None`
 //! (the merge order prefers the same record with its identity, see
@@ -136,6 +137,7 @@ mod ty {
     pub const PRUNE: u8 = 11;
     pub const BUCKETS: u8 = 12;
     pub const RANGE_DIGEST: u8 = 13;
+    pub const SUMMARY_CHECK: u8 = 14;
 }
 
 /// Most addresses a [`Message::Redirect`] may carry; a longer one is a decoding error.
@@ -310,6 +312,10 @@ pub fn encode_message_in(msg: &Message, version: u16, out: &mut Vec<u8>) -> Resu
             out.push(ty::PRUNE);
             Ok(())
         }
+        Message::SummaryCheck(x) => {
+            out.push(ty::SUMMARY_CHECK);
+            append_postcard(x, out, cap).map_err(|_| payload_size(x))
+        }
         Message::Buckets(hashes) => {
             out.push(ty::BUCKETS);
             append_postcard(hashes, out, cap).map_err(|_| payload_size(hashes))
@@ -366,6 +372,7 @@ pub fn decode_message_in(body: &[u8], version: u16) -> Result<Option<Message>, C
         ty::BEAT => Message::Beat(decode_payload(ty, payload)?),
         ty::GRAFT => Message::Graft(decode_payload(ty, payload)?),
         ty::BUCKETS => Message::Buckets(decode_payload(ty, payload)?),
+        ty::SUMMARY_CHECK => Message::SummaryCheck(decode_payload(ty, payload)?),
         ty::RANGE_DIGEST => Message::RangeDigest(decode_payload(ty, payload)?),
         ty::LEAVE if payload.is_empty() => Message::Leave,
         ty::PRUNE if payload.is_empty() => Message::Prune,
@@ -460,7 +467,8 @@ impl Flavor for Append<'_> {
 mod tests {
     use super::*;
     use crate::message::{
-        Beat, Digest, DigestEntry, Gossip, Heartbeat, RangeDigest, PROTOCOL_MAX, PROTOCOL_MIN,
+        Beat, Digest, DigestEntry, Gossip, Heartbeat, RangeDigest, Summary, PROTOCOL_MAX,
+        PROTOCOL_MIN,
     };
     use crate::peer::PeerName;
     use crate::topology::{Claim, PeerRecord};
@@ -758,6 +766,13 @@ mod tests {
         0xac, 0x02, // 300
     ];
 
+    static SUMMARY_CHECK_FRAME: [u8; 8] = [
+        0x00, 0x00, 0x00, 0x04, // body length 4
+        0x0e, // type SummaryCheck
+        0x02, // 2 records
+        0xac, 0x02, // hash 300
+    ];
+
     static RANGE_DIGEST_FRAME: [u8; 14] = [
         0x00, 0x00, 0x00, 0x0a, // body length 10
         0x0d, // type RangeDigest
@@ -788,6 +803,13 @@ mod tests {
             ),
             (&PRUNE_FRAME[..], Message::Prune),
             (&BUCKETS_FRAME[..], Message::Buckets(vec![0, 300])),
+            (
+                &SUMMARY_CHECK_FRAME[..],
+                Message::SummaryCheck(Summary {
+                    records: 2,
+                    hash: 300,
+                }),
+            ),
             (
                 &RANGE_DIGEST_FRAME[..],
                 Message::RangeDigest(RangeDigest {
@@ -895,10 +917,10 @@ mod tests {
     #[test]
     fn unknown_message_types_are_skipped() {
         assert_eq!(decode_message(&[0x00]), Ok(None));
-        assert_eq!(decode_message(&[0x0e, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_message(&[0x0f, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_message(&[0xff]), Ok(None));
         assert_eq!(decode_v1(&[0x00]), Ok(None));
-        assert_eq!(decode_v1(&[0x0e, 0xde, 0xad]), Ok(None));
+        assert_eq!(decode_v1(&[0x0f, 0xde, 0xad]), Ok(None));
         assert_eq!(decode_v1(&[0xff]), Ok(None));
     }
 

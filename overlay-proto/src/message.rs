@@ -16,7 +16,7 @@ pub const PROTOCOL_MIN: u16 = 1;
 /// version changed).
 pub const PROTOCOL_MAX: u16 = 3;
 /// The first protocol version that speaks lazy push ([`Message::Beat`], [`Message::Graft`],
-/// [`Message::Prune`]) and bucketed anti-entropy ([`Message::Buckets`],
+/// [`Message::Prune`]) and bucketed anti-entropy ([`Message::SummaryCheck`], [`Message::Buckets`],
 /// [`Message::RangeDigest`]); older peers are always pushed records eagerly and exchange
 /// whole digests.
 pub const LAZY_PUSH_VERSION: u16 = 3;
@@ -92,6 +92,9 @@ pub enum Message {
     Graft(Vec<PeerName>),
     /// Your last push was a duplicate: announce changes to me lazily from now on.
     Prune,
+    /// The sender's summary, sent a while after summaries differed: a receiver whose summary
+    /// still differs answers with [`Message::Buckets`].
+    SummaryCheck(Summary),
     /// The sender's per-bucket fingerprints ([`crate::topology::BUCKETS`] hashes, see
     /// [`crate::topology::bucket_of`]), sent when summaries still differed after a while. The
     /// receiver answers with a [`RangeDigest`] of the buckets that differ, if any.

@@ -459,6 +459,7 @@ impl Sim {
                     Message::Graft(_) => "graft",
                     Message::Prune => "prune",
                     Message::Buckets(_) => "buckets",
+                    Message::SummaryCheck(_) => "summary_check",
                     Message::RangeDigest(_) => "range_digest",
                 };
                 let by_kind = self.sent_by_kind.entry(kind).or_default();

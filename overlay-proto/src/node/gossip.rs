@@ -106,7 +106,7 @@ impl Node {
             self.flush_gossip_now();
         }
         self.graft_missing(now);
-        self.check_buckets(now);
+        self.check_summaries(now);
     }
 
     /// The announcements for the next heartbeat on `conn`: versions queued for it and not
@@ -291,8 +291,9 @@ impl Node {
     ///
     /// A node far behind (just started) sends its digest at once, to receive everything it
     /// lacks. Otherwise a difference is usually a change still spreading, so the node waits
-    /// [`SUMMARY_SETTLE`] and then compares bucket fingerprints, and digests only the buckets
-    /// that still differ. Peers older than protocol 3 get the whole digest at once.
+    /// [`SUMMARY_SETTLE`] and sends its summary again ([`Message::SummaryCheck`]); only if
+    /// that still differs are bucket fingerprints compared, and only the buckets that differ
+    /// digested. Peers older than protocol 3 get the whole digest at once.
     pub(super) fn receive_summary(&mut self, from: ConnId, summary: Summary, now: Instant) {
         let ours = self.topology.summary();
         let Some(c) = self.conns.get_mut(&from) else {
@@ -309,8 +310,9 @@ impl Node {
         }
     }
 
-    /// Sends bucket fingerprints to neighbours whose summary differed a while ago.
-    fn check_buckets(&mut self, now: Instant) {
+    /// Sends the summary again to neighbours whose summary differed a while ago; a neighbour
+    /// that still differs answers with its bucket fingerprints.
+    fn check_summaries(&mut self, now: Instant) {
         let due: Vec<ConnId> = self
             .conns
             .iter_mut()
@@ -321,7 +323,19 @@ impl Node {
             })
             .collect();
         for id in due {
-            self.send(id, Message::Buckets(self.topology.bucket_hashes()));
+            self.send(id, Message::SummaryCheck(self.topology.summary()));
+        }
+    }
+
+    /// Answers a summary sent again: with the bucket fingerprints if it still differs.
+    pub(super) fn receive_summary_check(&mut self, from: ConnId, summary: Summary) {
+        let Some(c) = self.conns.get_mut(&from) else {
+            return;
+        };
+        // The peer is checking already; one check is enough.
+        c.summary_check_at = None;
+        if summary != self.topology.summary() {
+            self.send(from, Message::Buckets(self.topology.bucket_hashes()));
         }
     }
 

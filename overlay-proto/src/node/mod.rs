@@ -104,6 +104,11 @@ pub struct Node {
     /// When each peer was first seen unreachable (absent while reachable).
     unreachable_since: BTreeMap<PeerName, Instant>,
     next_full_gossip: Instant,
+    /// The periodic summary was put off once because the topology had just changed (it is
+    /// put off at most once in a row, so constant churn cannot starve anti-entropy).
+    summary_postponed: bool,
+    /// When the topology last changed.
+    changed_at: Instant,
     next_housekeeping: Instant,
     /// Gossip was queued since the batching delay was last scheduled.
     gossip_queued: bool,
@@ -140,6 +145,8 @@ impl Node {
             next_reconnect: now + view::RECONNECT_INTERVAL,
             unreachable_since: BTreeMap::new(),
             next_full_gossip: first_full,
+            summary_postponed: false,
+            changed_at: now,
             next_housekeeping: now,
             gossip_queued: false,
             gossip_due_at: None,
@@ -206,6 +213,7 @@ impl Node {
             Message::Gossip(g) => self.receive_gossip(conn, g),
             Message::Digest(d) => self.receive_digest(conn, d.entries, u64::MAX),
             Message::Summary(s) => self.receive_summary(conn, s, now),
+            Message::SummaryCheck(s) => self.receive_summary_check(conn, s),
             Message::Buckets(hashes) => self.receive_buckets(conn, hashes),
             Message::RangeDigest(d) => self.receive_digest(conn, d.entries, d.mask),
             Message::Keep(keep) => {
@@ -245,11 +253,19 @@ impl Node {
             self.allow_claim();
         }
         if now >= self.next_full_gossip {
-            self.send_summary_to_all();
-            self.next_full_gossip = now
-                + self
-                    .rng
-                    .jitter(self.config.timing.full_gossip_interval, 0.2);
+            let settled = self.changed_at + SUMMARY_SETTLE;
+            if now < settled && !self.summary_postponed {
+                // Changes are still spreading: a summary now would differ for nothing.
+                self.summary_postponed = true;
+                self.next_full_gossip = settled;
+            } else {
+                self.summary_postponed = false;
+                self.send_summary_to_all();
+                self.next_full_gossip = now
+                    + self
+                        .rng
+                        .jitter(self.config.timing.full_gossip_interval, 0.2);
+            }
         }
         self.flush_gossip(now);
         if now >= self.next_housekeeping {
@@ -436,6 +452,7 @@ impl Node {
     fn after_change(&mut self, now: Instant) {
         let mut changed = false;
         if self.topology_dirty {
+            self.changed_at = now;
             let holddown = self.config.timing.recompute_holddown;
             match self.recomputed_at {
                 Some(at) if now < at + holddown => self.recompute_due = Some(at + holddown),

@@ -589,6 +589,13 @@ fn differing_summaries_wait_then_digest_only_the_buckets_that_still_differ() {
         sent_to(&out, 1).is_empty(),
         "a waits for changes in flight: {out:?}"
     );
+    // Once equal again, a check would be answered with nothing.
+    let mut same = Node::new(config("b", 2, &[]), t0);
+    same.handle_connection_up(1, Direction::Inbound, None, addr(1), &a.hello(), t0)
+        .expect("up");
+    drain(&mut same);
+    same.handle_message(1, Message::SummaryCheck(same.topology().summary()), t0);
+    assert!(sent_to(&drain(&mut same), 1).is_empty());
     // (b and c stay alive meanwhile.)
     for conn in [1, 2] {
         let beat = Message::Heartbeat(Heartbeat { seq: 1 });
@@ -596,36 +603,35 @@ fn differing_summaries_wait_then_digest_only_the_buckets_that_still_differ() {
     }
     a.handle_timeout(t0 + SUMMARY_SETTLE);
     let out = drain(&mut a);
-    let buckets = sent_to(&out, 1)
+    let check = sent_to(&out, 1)
         .into_iter()
         .find_map(|m| match m {
-            Message::Buckets(h) => Some(h.clone()),
+            Message::SummaryCheck(s) => Some(*s),
             _ => None,
         })
-        .expect("bucket fingerprints after the settle time");
-    // b answers with the versions of p7's bucket only.
-    b.handle_message(1, Message::Buckets(buckets), t0 + SUMMARY_SETTLE);
-    let out = drain(&mut b);
-    let range = sent_to(&out, 1)
-        .into_iter()
-        .find_map(|m| match m {
-            Message::RangeDigest(d) => Some(d.clone()),
-            _ => None,
-        })
-        .expect("a range digest");
+        .expect("the summary again after the settle time");
+    // Still different at b: b sends its bucket fingerprints.
+    let settled = t0 + SUMMARY_SETTLE;
+    b.handle_message(1, Message::SummaryCheck(check), settled);
+    let first = |out: &[Output], want: fn(&Message) -> bool| -> Message {
+        sent_to(out, 1)
+            .into_iter()
+            .find(|m| want(m))
+            .cloned()
+            .expect("answered")
+    };
+    let buckets = first(&drain(&mut b), |m| matches!(m, Message::Buckets(_)));
+    // a digests p7's bucket only.
+    a.handle_message(1, buckets, settled);
+    let Message::RangeDigest(range) =
+        first(&drain(&mut a), |m| matches!(m, Message::RangeDigest(_)))
+    else {
+        unreachable!()
+    };
     assert_eq!(range.mask, 1 << crate::topology::bucket_of(&name("p7")));
     assert!(range.entries.len() < 42, "{} entries", range.entries.len());
-    // a asks for p7 with its own range digest; b sends p7.
-    a.handle_message(1, Message::RangeDigest(range), t0 + SUMMARY_SETTLE);
-    let out = drain(&mut a);
-    let back = sent_to(&out, 1)
-        .into_iter()
-        .find_map(|m| match m {
-            Message::RangeDigest(d) => Some(d.clone()),
-            _ => None,
-        })
-        .expect("a's range digest");
-    b.handle_message(1, Message::RangeDigest(back), t0 + SUMMARY_SETTLE);
+    // b sends what a lacks: p7 only.
+    b.handle_message(1, Message::RangeDigest(range), settled);
     let out = drain(&mut b);
     let records: Vec<&PeerRecord> = sent_to(&out, 1)
         .into_iter()
