@@ -10,11 +10,13 @@
 //! 2. **Idle**: after 30 s of simulated time for the connections made only to join to be
 //!    released, `--idle-secs` with nothing changing: control bytes sent per node per second,
 //!    connections per node, connections closed (churn).
-//! 3. **Join**: one more agent, seeded like the others; run until converged again, then one
-//!    more second. Messages and bytes other than heartbeats, cluster-wide, and the most any
-//!    one of the old agents received.
+//! 3. **Join**: one more agent, seeded like the others; run until converged again, then 30 s
+//!    more for what follows (connections made only to join released, views adjusted).
+//!    Messages and bytes other than heartbeats, cluster-wide, above the idle background (the
+//!    periodic summaries the cluster sends anyway, measured in step 2), and the most any one
+//!    of the old agents received.
 //! 4. **Death**: one agent (not a seed) stops silently (a power cut); run until no agent
-//!    reaches it, then one more second. Same counts, and the time to detect.
+//!    reaches it, then 30 s more (views repaired). Same counts, and the time to detect.
 //!
 //! Prints one JSON object (`--json`) or a short table; progress goes to stderr.
 
@@ -82,6 +84,28 @@ struct Cost {
     msgs: u64,
     bytes: u64,
     max_node_bytes: u64,
+}
+
+/// Messages and bytes per second the idle cluster sends besides heartbeats.
+struct Background {
+    msgs_per_s: f64,
+    bytes_per_s: f64,
+}
+
+impl Cost {
+    /// The cost above the background over `window`.
+    fn above(self, background: &Background, window: Duration) -> Cost {
+        let secs = window.as_secs_f64();
+        Cost {
+            msgs: self
+                .msgs
+                .saturating_sub((background.msgs_per_s * secs).round() as u64),
+            bytes: self
+                .bytes
+                .saturating_sub((background.bytes_per_s * secs).round() as u64),
+            max_node_bytes: self.max_node_bytes,
+        }
+    }
 }
 
 fn cost(s: &Sim, before: &Traffic, per_node_before: &[u64], old: &[usize]) -> Cost {
@@ -178,6 +202,16 @@ fn main() -> anyhow::Result<()> {
         diff2(&s.sent_by_kind, &kinds_before)
     );
     let idle_after = total(&s);
+    // The background a change's cost is measured above: what the cluster sends at idle
+    // besides heartbeats (the periodic summaries), per second.
+    let background = Background {
+        msgs_per_s: ((idle_after.sent_msgs - idle_after.heartbeat_msgs)
+            - (idle_before.sent_msgs - idle_before.heartbeat_msgs)) as f64
+            / args.idle_secs.max(1) as f64,
+        bytes_per_s: ((idle_after.sent_bytes - idle_after.heartbeat_bytes)
+            - (idle_before.sent_bytes - idle_before.heartbeat_bytes)) as f64
+            / args.idle_secs.max(1) as f64,
+    };
     let idle_bytes_per_node_per_s = (idle_after.sent_bytes - idle_before.sent_bytes) as f64
         / args.nodes as f64
         / args.idle_secs.max(1) as f64;
@@ -196,9 +230,10 @@ fn main() -> anyhow::Result<()> {
     let kinds_before = s.sent_by_kind.clone();
     let joiner = s.add_node(&seeds);
     s.start(joiner);
+    let join_started = s.elapsed();
     let join_time = s.run_until_true(limit, converged);
-    s.run_for(Duration::from_secs(1));
-    let join = cost(&s, &before, &recv_before, &old);
+    s.run_for(SETTLE);
+    let join = cost(&s, &before, &recv_before, &old).above(&background, s.elapsed() - join_started);
     eprintln!("join: {} messages, {} bytes", join.msgs, join.bytes);
     eprintln!(
         "join messages by kind: {:?}",
@@ -215,14 +250,16 @@ fn main() -> anyhow::Result<()> {
     let before = total(&s);
     let recv_before = received(&s);
     s.kill_silently(victim);
+    let death_started = s.elapsed();
     let detect = s.run_until_true(limit, |s| {
         s.alive()
             .iter()
             .all(|&i| !s.node(i).routes().is_reachable(&victim_name))
     });
-    s.run_for(Duration::from_secs(1));
+    s.run_for(SETTLE);
     let survivors = s.alive();
-    let death = cost(&s, &before, &recv_before, &survivors);
+    let death = cost(&s, &before, &recv_before, &survivors)
+        .above(&background, s.elapsed() - death_started);
     eprintln!("death: {} messages, {} bytes", death.msgs, death.bytes);
     eprintln!(
         "death messages by kind: {:?}",

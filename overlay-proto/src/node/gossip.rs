@@ -74,11 +74,17 @@ fn approx_wire_len(r: &PeerRecord) -> usize {
 impl Node {
     /// Queues `name`'s record for every neighbour except `except`.
     pub(super) fn queue_gossip(&mut self, name: &PeerName, except: Option<ConnId>) {
+        self.queue(name, except, true);
+    }
+
+    /// Queues `name`'s record for every neighbour except `except`: pushed on eager links
+    /// when `push`, announced on the others (and on every link when not `push`).
+    fn queue(&mut self, name: &PeerName, except: Option<ConnId>, push: bool) {
         for (id, c) in self.conns.iter_mut() {
             if Some(*id) == except {
                 continue;
             }
-            if c.eager || !c.lazy_capable() {
+            if (push && c.eager) || !c.lazy_capable() {
                 c.pending_gossip.insert(name.clone());
                 self.gossip_queued = true;
             } else {
@@ -140,6 +146,7 @@ impl Node {
             return;
         }
         let mut grafts: BTreeMap<ConnId, Vec<PeerName>> = BTreeMap::new();
+        let mut orphaned = false;
         let topology = &self.topology;
         let conns = &self.conns;
         self.missing.retain(|name, m| {
@@ -154,7 +161,8 @@ impl Node {
             }
             m.announcers.retain(|id| conns.contains_key(id));
             if m.announcers.is_empty() {
-                // Nobody left to ask: anti-entropy brings it.
+                // Nobody left to ask: reconcile with the neighbours now (below).
+                orphaned = true;
                 return false;
             }
             let from = m.announcers.remove(0);
@@ -162,6 +170,13 @@ impl Node {
             m.graft_at = now + GRAFT_AFTER;
             true
         });
+        if orphaned {
+            // Every announcer of a missing version went away: check summaries with every
+            // neighbour at once instead of waiting for the periodic exchange.
+            for c in self.conns.values_mut() {
+                c.summary_check_at = Some(now);
+            }
+        }
         for (id, names) in grafts {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.eager = true;
@@ -464,7 +479,10 @@ impl Node {
                 news = true;
                 self.stats.records_merged += 1;
                 self.topology_dirty = true;
-                self.queue_gossip(&name, Some(from));
+                // What anti-entropy brought is news here, seldom to the neighbours (a node
+                // that just joined learns the whole topology this way): announced, so only
+                // a neighbour that lacks it asks for it.
+                self.queue(&name, Some(from), !gossip.full);
             }
         }
         // A push that brought nothing: this node is reached by another path too.
