@@ -93,9 +93,9 @@ impl Node {
         let k = self.config.view.preferred;
         let (mut reachable, mut unreachable): (Vec<Scored>, Vec<Scored>) = self
             .topology
-            .iter()
-            .filter(|r| r.name != self.config.name && !r.left)
-            .map(|r| (score(me, r.name.id()), &r.name))
+            .iter_with_ids()
+            .filter(|(_, r)| r.name != self.config.name && !r.left)
+            .map(|(id, r)| (score(me, id), &r.name))
             .partition(|(_, name)| self.routes.is_reachable(name));
         lowest(&mut reachable, k);
         lowest(&mut unreachable, k - reachable.len());
