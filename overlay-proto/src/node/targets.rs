@@ -188,9 +188,9 @@ impl Node {
         let reached: BTreeSet<SocketAddr> = self
             .topology
             .iter()
+            .filter(|r| self.targets.get(&r.advertise).is_some_and(|t| t.seed))
             .filter(|r| self.routes.is_reachable(&r.name))
             .map(|r| r.advertise)
-            .filter(|a| self.targets.get(a).is_some_and(|t| t.seed))
             .collect();
         for (addr, t) in self.targets.iter_mut() {
             t.reached_peer = reached.contains(addr);
