@@ -9,6 +9,7 @@ use crate::peer::{PeerId, PeerName};
 use crate::topology::{Shared, Topology};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How to reach one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,20 +25,51 @@ pub struct Route {
 /// Compact, as a node holds one route per peer of the cluster: each reachable peer refers to
 /// its record (shared with the topology, see [`Topology`]) and to one of the few distinct
 /// routes (a neighbour and a number of hops).
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Routes {
     /// Every reachable peer, ordered by name, with the index of its route in `table`.
     dests: Vec<(Shared, u32)>,
     /// The distinct routes.
     table: Vec<Route>,
+    /// Where the last lookup found its peer: callers often look up every peer of the
+    /// topology in name order, by the name in the topology's record, which is the one held
+    /// here; the next lookup is then found at once (see [`Routes::find`]).
+    hint: AtomicUsize,
+}
+
+impl Clone for Routes {
+    fn clone(&self) -> Self {
+        Routes {
+            dests: self.dests.clone(),
+            table: self.table.clone(),
+            hint: AtomicUsize::new(self.hint.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Routes {
     /// The index of `peer` in `dests`.
+    ///
+    /// First at or just after the previous lookup's, when `peer` is the very name held there
+    /// (the same memory: a name from the same shared record), else by a binary search.
     fn find(&self, peer: &PeerName) -> Option<usize> {
-        self.dests
-            .binary_search_by(|(s, _)| s.record().name.cmp(peer))
-            .ok()
+        let hint = self.hint.load(Ordering::Relaxed);
+        let same = |i: usize| {
+            self.dests
+                .get(i)
+                .is_some_and(|(s, _)| std::ptr::eq(&s.record().name, peer))
+        };
+        let found = if same(hint) {
+            hint
+        } else if same(hint + 1) {
+            hint + 1
+        } else {
+            self.dests
+                .binary_search_by(|(s, _)| s.record().name.cmp(peer))
+                .ok()?
+        };
+        self.hint.store(found, Ordering::Relaxed);
+        Some(found)
     }
 
     /// The route to `peer`, if it is reachable (never for the local peer itself).
@@ -171,7 +203,11 @@ pub fn compute_routes(topology: &Topology, me: &PeerName) -> Routes {
         });
         dests.push((entries[i].clone(), route));
     }
-    Routes { dests, table }
+    Routes {
+        dests,
+        table,
+        hint: AtomicUsize::new(0),
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +283,38 @@ mod tests {
         ]);
         let r = compute_routes(&t, &name("a"));
         assert_eq!(r.get(&name("d")).map(|r| r.next_hop.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn lookups_agree_in_any_order_and_with_any_copy_of_the_name() {
+        let t = topo(&[
+            ("a", &["b", "c"]),
+            ("b", &["a", "d"]),
+            ("c", &["a"]),
+            ("d", &["b"]),
+            ("e", &["a"]),
+        ]);
+        let r = compute_routes(&t, &name("a"));
+        let expected = [None, Some(1), Some(1), Some(2), None];
+        let hops = |n: &PeerName| r.get(n).map(|r| r.hops);
+        // In name order by the topology's own names (found at the last lookup's place), in
+        // reverse, and by copies of the names (found by searching).
+        let names: Vec<&PeerName> = t.iter().map(|rec| &rec.name).collect();
+        for (n, want) in names.iter().zip(expected) {
+            assert_eq!((hops(n), r.is_reachable(n)), (want, want.is_some()), "{n}");
+        }
+        for (n, want) in names.iter().zip(expected).rev() {
+            assert_eq!(hops(n), want, "{n}");
+            assert_eq!(hops(&name(n.as_str())), want, "{n}");
+        }
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r.iter()
+                .map(|(n, r)| (n.as_str(), r.hops))
+                .collect::<Vec<_>>(),
+            [("b", 1), ("c", 1), ("d", 2)]
+        );
+        assert_eq!(r.clone(), r);
     }
 
     #[test]
