@@ -97,12 +97,13 @@ enum Event {
     },
 }
 
-/// An event due at `at` (nanoseconds after [`Sim::t0`]), the `seq`-th scheduled.
-#[derive(Debug)]
+/// An event due at `at` (nanoseconds after [`Sim::t0`]), the `seq`-th scheduled, held in
+/// `slot` of [`Sim::payloads`] (small, so that the heap moves little memory).
+#[derive(Debug, Clone, Copy)]
 struct Scheduled {
     at: u64,
     seq: u64,
-    event: Event,
+    slot: u32,
 }
 
 impl PartialEq for Scheduled {
@@ -208,6 +209,9 @@ pub struct Sim {
     seq: u64,
     /// Pending events, the earliest (then the first scheduled) on top.
     events: BinaryHeap<Scheduled>,
+    /// The pending events' payloads, by slot; `free` lists the empty slots.
+    payloads: Vec<Option<Event>>,
+    free: Vec<u32>,
     /// The cluster secret of the nodes added from now on (`None`: plain connections).
     pub secret: Option<String>,
     /// (node, conn) → that end; present while both ends may talk.
@@ -260,6 +264,8 @@ impl Sim {
             rng: Rng::new(seed),
             seq: 0,
             events: BinaryHeap::new(),
+            payloads: Vec::new(),
+            free: Vec::new(),
             secret: None,
             links: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
@@ -401,10 +407,20 @@ impl Sim {
 
     fn schedule(&mut self, at: Instant, event: Event) {
         self.seq += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.payloads[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.payloads.push(Some(event));
+                u32::try_from(self.payloads.len() - 1).expect("fewer than 2^32 pending events")
+            }
+        };
         self.events.push(Scheduled {
             at: nanos_since(self.t0, at),
             seq: self.seq,
-            event,
+            slot,
         });
     }
 
@@ -517,11 +533,15 @@ impl Sim {
     pub fn run_until(&mut self, until: Instant) {
         let end = nanos_since(self.t0, until);
         while self.events.peek().is_some_and(|e| e.at <= end) {
-            let Some(Scheduled { at, event, .. }) = self.events.pop() else {
+            let Some(Scheduled { at, slot, .. }) = self.events.pop() else {
                 break;
             };
             self.now = self.now.max(self.t0 + Duration::from_nanos(at));
-            self.handle(event);
+            let event = self.payloads[slot as usize].take();
+            self.free.push(slot);
+            if let Some(event) = event {
+                self.handle(event);
+            }
         }
         self.now = self.now.max(until);
     }
