@@ -70,8 +70,11 @@ impl Default for Conditions {
 
 #[derive(Debug)]
 enum Event {
+    /// Node `node`'s timer, set for `at`: ignored unless it is still the node's timer (see
+    /// [`Sim::after`]).
     Timer {
         node: usize,
+        at: Instant,
     },
     /// The handshake of this end must be over by now.
     HandshakeDeadline {
@@ -454,7 +457,7 @@ impl Sim {
                 .is_none_or(|t| at < t || t < self.now)
             {
                 self.nodes[i].timer_at = Some(at);
-                self.schedule(at, Event::Timer { node: i });
+                self.schedule(at, Event::Timer { node: i, at });
             }
         }
     }
@@ -572,7 +575,12 @@ impl Sim {
     fn handle(&mut self, event: Event) {
         let now = self.now;
         let i = match event {
-            Event::Timer { node } => {
+            Event::Timer { node, at } => {
+                // A timer replaced by an earlier one: the node is woken at the time it asks
+                // for, once, not also at the times it asked for before.
+                if self.nodes[node].timer_at != Some(at) {
+                    return;
+                }
                 self.nodes[node].timer_at = None;
                 let Some(n) = self.nodes[node].node.as_mut() else {
                     return;
