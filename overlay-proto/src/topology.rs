@@ -296,7 +296,15 @@ impl Topology {
     /// True if merging `record` would change the topology.
     fn accepts(&self, record: &PeerRecord) -> bool {
         match self.records.get(&record.name) {
-            Some(held) => *held.record() < *record,
+            Some(held) => {
+                // The names are equal: the merge order is that of the fields after the name,
+                // most often settled by the version (without comparing the names again).
+                let held = held.record();
+                match (held.version, held.instance).cmp(&(record.version, record.instance)) {
+                    std::cmp::Ordering::Equal => held < record,
+                    order => order.is_lt(),
+                }
+            }
             None => self.records.len() < MAX_PEERS,
         }
     }
