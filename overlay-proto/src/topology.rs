@@ -6,11 +6,13 @@
 //! holds the same topology, whatever the order or repetition in which gossip delivered them.
 
 use crate::message::Summary;
-use crate::peer::PeerName;
+use crate::peer::{PeerId, PeerName};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Most connections one record may list; a record listing more is rejected.
 pub const MAX_CONNECTIONS_PER_RECORD: usize = 8192;
@@ -116,15 +118,165 @@ pub fn bucket_of(name: &PeerName) -> usize {
     (crate::rng::mix(name.id().0) >> 58) as usize
 }
 
+/// One record as a topology holds it: shared (an [`Arc`]) between the topologies holding
+/// the same record, with what the searches over the topology need computed once.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) record: PeerRecord,
+    /// The id of the record's name.
+    pub(crate) id: PeerId,
+    /// The ids of the record's listed connections, in the same (name) order.
+    pub(crate) conn_ids: Box<[PeerId]>,
+}
+
+/// A shared [`Entry`], ordered and looked up by the record's name only.
+#[derive(Clone)]
+pub(crate) struct Shared(pub(crate) Arc<Entry>);
+
+impl Shared {
+    fn new(record: PeerRecord) -> Shared {
+        intern::share(record)
+    }
+
+    pub(crate) fn record(&self) -> &PeerRecord {
+        &self.0.record
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.record.fmt(f)
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.record.name == other.0.record.name
+    }
+}
+
+impl Eq for Shared {}
+
+impl PartialOrd for Shared {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Shared {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.record.name.cmp(&other.0.record.name)
+    }
+}
+
+impl Borrow<PeerName> for Shared {
+    fn borrow(&self) -> &PeerName {
+        &self.0.record.name
+    }
+}
+
+/// Sharing of identical records between the topologies of one thread (see [`share_records`]).
+mod intern {
+    use super::{Entry, PeerRecord, Shared};
+    use crate::peer::PeerName;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Weak};
+
+    #[derive(Default)]
+    struct Interner {
+        /// Records by (name id, version, instance); a few when records disagree otherwise.
+        live: HashMap<(u64, u64, u64), Vec<Weak<Entry>>>,
+        /// Size of `live` above which dead entries are swept.
+        sweep_at: usize,
+    }
+
+    thread_local! {
+        static ENABLED: Cell<bool> = const { Cell::new(false) };
+        static INTERNER: RefCell<Interner> = RefCell::new(Interner::default());
+    }
+
+    pub(super) fn enable(on: bool) {
+        ENABLED.with(|e| e.set(on));
+        if !on {
+            INTERNER.with(|i| *i.borrow_mut() = Interner::default());
+        }
+    }
+
+    fn entry(record: PeerRecord) -> Arc<Entry> {
+        let id = record.name.id();
+        let conn_ids = record.connections.iter().map(PeerName::id).collect();
+        Arc::new(Entry {
+            record,
+            id,
+            conn_ids,
+        })
+    }
+
+    pub(super) fn share(record: PeerRecord) -> Shared {
+        if !ENABLED.with(Cell::get) {
+            return Shared(entry(record));
+        }
+        INTERNER.with(|i| {
+            let mut i = i.borrow_mut();
+            let key = (record.name.id().0, record.version, record.instance);
+            let same = i.live.get(&key).and_then(|v| {
+                v.iter()
+                    .filter_map(Weak::upgrade)
+                    .find(|e| e.record == record)
+            });
+            if let Some(e) = same {
+                return Shared(e);
+            }
+            let e = entry(record);
+            i.live.entry(key).or_default().push(Arc::downgrade(&e));
+            if i.live.len() > i.sweep_at {
+                i.live.retain(|_, v| {
+                    v.retain(|w| w.strong_count() > 0);
+                    !v.is_empty()
+                });
+                i.sweep_at = (2 * i.live.len()).max(1024);
+            }
+            Shared(e)
+        })
+    }
+}
+
+/// Makes the topologies of this thread share the memory of identical records (`on`), or
+/// stop doing so.
+///
+/// For a process holding many topologies, such as a simulation of thousands of nodes: each
+/// node decodes its own copy of every record it receives, and without sharing, n nodes hold
+/// n² records. Sharing changes no result: a record is shared only with an equal one. A
+/// process holding one topology (the agent) gains nothing from it: it is off by default.
+pub fn share_records(on: bool) {
+    intern::enable(on);
+}
+
 /// The set of records an agent knows, one per peer name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Topology {
-    records: BTreeMap<PeerName, PeerRecord>,
+    /// Ordered by name (see [`Shared`]).
+    records: BTreeSet<Shared>,
     /// Kept up to date by every merge, so a summary costs nothing to send.
     summary: Summary,
     /// Per bucket, the XOR of its records' summary hashes (empty until the first merge).
     buckets: Vec<u64>,
 }
+
+impl PartialEq for Topology {
+    fn eq(&self, other: &Self) -> bool {
+        self.summary == other.summary
+            && self.records.len() == other.records.len()
+            && self
+                .records
+                .iter()
+                .zip(&other.records)
+                .all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) || a.record() == b.record())
+    }
+}
+
+impl Eq for Topology {}
 
 /// The hash of one record in a [`Summary`]: of its name, version and instance (what a
 /// [`crate::message::DigestEntry`] carries), so summaries agree exactly when digests would.
@@ -147,29 +299,42 @@ impl Topology {
     /// Returns true if the topology changed. A record for a new name is dropped when the
     /// topology already holds [`MAX_PEERS`] records.
     pub fn merge(&mut self, record: PeerRecord) -> bool {
-        let full = self.records.len() >= MAX_PEERS;
-        let bucket = bucket_of(&record.name);
-        let change = match self.records.get_mut(&record.name) {
-            Some(held) if *held >= record => return false,
+        if !self.accepts(&record) {
+            return false;
+        }
+        self.put(Shared::new(record));
+        true
+    }
+
+    /// True if merging `record` would change the topology.
+    fn accepts(&self, record: &PeerRecord) -> bool {
+        match self.records.get(&record.name) {
             Some(held) => {
-                let change = summary_hash(held) ^ summary_hash(&record);
-                *held = record;
-                change
+                // The names are equal: the merge order is that of the fields after the name,
+                // most often settled by the version (without comparing the names again).
+                let held = held.record();
+                match (held.version, held.instance).cmp(&(record.version, record.instance)) {
+                    std::cmp::Ordering::Equal => held < record,
+                    order => order.is_lt(),
+                }
             }
-            None if full => return false,
-            None => {
-                self.summary.records += 1;
-                let change = summary_hash(&record);
-                self.records.insert(record.name.clone(), record);
-                change
-            }
-        };
+            None => self.records.len() < MAX_PEERS,
+        }
+    }
+
+    /// Stores `new` (which [`Topology::accepts`]) in place of the record of the same name.
+    fn put(&mut self, new: Shared) {
+        let bucket = bucket_of(&new.record().name);
+        let mut change = summary_hash(new.record());
+        match self.records.replace(new) {
+            Some(old) => change ^= summary_hash(old.record()),
+            None => self.summary.records += 1,
+        }
         self.summary.hash ^= change;
         if self.buckets.is_empty() {
             self.buckets = vec![0; BUCKETS];
         }
         self.buckets[bucket] ^= change;
-        true
     }
 
     /// The per-bucket fingerprints (see [`BUCKETS`]).
@@ -189,20 +354,33 @@ impl Topology {
     /// Merges every record of `other` into `self`.
     pub fn merge_topology(&mut self, other: &Topology) -> bool {
         let mut changed = false;
-        for r in other.records.values() {
-            changed |= self.merge(r.clone());
+        for r in &other.records {
+            if self.accepts(r.record()) {
+                self.put(r.clone());
+                changed = true;
+            }
         }
         changed
     }
 
     /// The record held for `name`.
     pub fn get(&self, name: &PeerName) -> Option<&PeerRecord> {
-        self.records.get(name)
+        self.records.get(name).map(Shared::record)
     }
 
     /// All records, ordered by name.
     pub fn iter(&self) -> impl Iterator<Item = &PeerRecord> {
-        self.records.values()
+        self.records.iter().map(Shared::record)
+    }
+
+    /// All records with the id of their name, ordered by name.
+    pub fn iter_with_ids(&self) -> impl Iterator<Item = (PeerId, &PeerRecord)> {
+        self.records.iter().map(|s| (s.0.id, &s.0.record))
+    }
+
+    /// All entries, ordered by name.
+    pub(crate) fn entries(&self) -> impl ExactSizeIterator<Item = &Shared> {
+        self.records.iter()
     }
 
     /// Number of records.
@@ -217,7 +395,7 @@ impl Topology {
 
     /// True if both `a` and `b` list a connection to each other (an edge routes may use).
     pub fn is_bidirectional(&self, a: &PeerName, b: &PeerName) -> bool {
-        match (self.records.get(a), self.records.get(b)) {
+        match (self.get(a), self.get(b)) {
             (Some(ra), Some(rb)) => ra.is_connected_to(b) && rb.is_connected_to(a),
             _ => false,
         }
@@ -336,6 +514,29 @@ mod tests {
         // Only a tie-break: a newer version without it still wins.
         let newer = record(1, 3, 7, &[2]);
         assert_eq!(topo(&[with, newer.clone()]).get(&name(1)), Some(&newer));
+    }
+
+    #[test]
+    fn shared_records_are_equal_records() {
+        share_records(true);
+        let (mut a, mut b) = (Topology::new(), Topology::new());
+        assert!(a.merge(record(1, 2, 7, &[2])));
+        assert!(b.merge(record(1, 2, 7, &[2])));
+        let first = |t: &Topology| t.records.first().map(|s| s.0.clone()).expect("a record");
+        assert!(Arc::ptr_eq(&first(&a), &first(&b)));
+        assert_eq!(a, b);
+        // Same name, version and instance, another record: not shared.
+        let with = PeerRecord {
+            identity: Some([9; 32]),
+            ..record(1, 2, 7, &[2])
+        };
+        assert!(b.merge(with.clone()));
+        assert!(!Arc::ptr_eq(&first(&a), &first(&b)));
+        assert_eq!(b.get(&name(1)), Some(&with));
+        assert_ne!(a, b);
+        assert!(a.merge_topology(&b));
+        assert_eq!(a, b);
+        share_records(false);
     }
 
     fn arb_record() -> impl Strategy<Value = PeerRecord> {

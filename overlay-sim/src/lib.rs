@@ -16,7 +16,6 @@ use overlay_proto::message::{Beat, Message};
 use overlay_proto::node::{ActiveView, ConnId, Direction, Node, NodeConfig, Output, Timing};
 use overlay_proto::topology::Claim;
 use overlay_proto::PeerName;
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -71,8 +70,11 @@ impl Default for Conditions {
 
 #[derive(Debug)]
 enum Event {
+    /// Node `node`'s timer, set for `at`: ignored unless it is still the node's timer (see
+    /// [`Sim::after`]).
     Timer {
         node: usize,
+        at: Instant,
     },
     /// The handshake of this end must be over by now.
     HandshakeDeadline {
@@ -96,6 +98,41 @@ enum Event {
         /// The address dialed, when outbound.
         dialed: Option<SocketAddr>,
     },
+}
+
+/// An event due at `at` (nanoseconds after [`Sim::t0`]), the `seq`-th scheduled, held in
+/// `slot` of [`Sim::payloads`] (small, so that the heap moves little memory).
+#[derive(Debug, Clone, Copy)]
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    slot: u32,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    /// Reversed: the earliest event is the greatest, on top of the (max-)heap.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// `at` in nanoseconds after `t0` (simulated time never goes before its start).
+fn nanos_since(t0: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(t0).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One end of a connection.
@@ -188,8 +225,11 @@ pub struct Sim {
     pub cluster: ipnet::Ipv4Net,
     rng: Rng,
     seq: u64,
-    events: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    payloads: BTreeMap<u64, Event>,
+    /// Pending events, the earliest (then the first scheduled) on top.
+    events: BinaryHeap<Scheduled>,
+    /// The pending events' payloads, by slot; `free` lists the empty slots.
+    payloads: Vec<Option<Event>>,
+    free: Vec<u32>,
     /// The cluster secret of the nodes added from now on (`None`: plain connections).
     pub secret: Option<String>,
     /// (node, conn) → that end; present while both ends may talk.
@@ -228,6 +268,8 @@ impl std::fmt::Debug for Sim {
 
 impl Sim {
     pub fn new(seed: u64, conditions: Conditions) -> Sim {
+        // Thousands of nodes hold the same records: share them (see `share_records`).
+        overlay_proto::topology::share_records(true);
         let t0 = Instant::now();
         Sim {
             t0,
@@ -240,7 +282,8 @@ impl Sim {
             rng: Rng::new(seed),
             seq: 0,
             events: BinaryHeap::new(),
-            payloads: BTreeMap::new(),
+            payloads: Vec::new(),
+            free: Vec::new(),
             secret: None,
             links: BTreeMap::new(),
             last_delivery: BTreeMap::new(),
@@ -382,15 +425,38 @@ impl Sim {
 
     fn schedule(&mut self, at: Instant, event: Event) {
         self.seq += 1;
-        let node = match &event {
-            Event::Timer { node }
-            | Event::HandshakeDeadline { node, .. }
-            | Event::DialFailed { node, .. }
-            | Event::Deliver { node, .. }
-            | Event::Closed { node, .. } => *node,
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.payloads[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                self.payloads.push(Some(event));
+                u32::try_from(self.payloads.len() - 1).expect("fewer than 2^32 pending events")
+            }
         };
-        self.payloads.insert(self.seq, event);
-        self.events.push(Reverse((at, self.seq, node)));
+        self.events.push(Scheduled {
+            at: nanos_since(self.t0, at),
+            seq: self.seq,
+            slot,
+        });
+    }
+
+    /// The node whose address is `target`. Node `i` has address [`addr`]`(i)` (distinct for
+    /// every `i` below 64 000), so that one is tried first; the search is for a test that
+    /// changed an address.
+    fn node_at(&self, target: SocketAddr) -> Option<usize> {
+        let guess = match target {
+            SocketAddr::V4(a) => {
+                let [_, _, hi, lo] = a.ip().octets();
+                (usize::from(hi) * 250 + usize::from(lo)).checked_sub(1)
+            }
+            SocketAddr::V6(_) => None,
+        };
+        match guess {
+            Some(i) if self.nodes.get(i).is_some_and(|n| n.addr == target) => Some(i),
+            _ => self.nodes.iter().position(|n| n.addr == target),
+        }
     }
 
     /// Drains node `i`'s outputs and schedules its next timer.
@@ -406,7 +472,7 @@ impl Sim {
                 .is_none_or(|t| at < t || t < self.now)
             {
                 self.nodes[i].timer_at = Some(at);
-                self.schedule(at, Event::Timer { node: i });
+                self.schedule(at, Event::Timer { node: i, at });
             }
         }
     }
@@ -414,10 +480,7 @@ impl Sim {
     fn apply(&mut self, i: usize, out: Output) {
         match out {
             Output::Dial(target) => {
-                if std::env::var_os("SIM_DEBUG_CLOSES").is_some() {
-                    eprintln!("{:?} node {i} dials {target}", self.elapsed());
-                }
-                let peer = self.nodes.iter().position(|n| n.addr == target);
+                let peer = self.node_at(target);
                 let lat = self.latency();
                 let ok = peer.is_some_and(|j| self.nodes[j].node.is_some() && !self.is_cut(i, j))
                     && !self.rng.chance(self.conditions.dial_failure);
@@ -486,15 +549,6 @@ impl Sim {
             }
             Output::Close(conn, reason) => {
                 *self.closes.entry(reason.to_string()).or_default() += 1;
-                if std::env::var_os("SIM_DEBUG_CLOSES").is_some() {
-                    let peer = self.links.get(&(i, conn)).map(|l| l.peer.0);
-                    let n = self.nodes[i].node.as_ref();
-                    eprintln!(
-                        "{:?} node {i} closes conn to {peer:?}: {reason} (conns {:?})",
-                        self.elapsed(),
-                        n.map(|n| n.connections().len()),
-                    );
-                }
                 self.sever(i, conn, false);
             }
             Output::ClaimChanged(claim) => {
@@ -508,16 +562,17 @@ impl Sim {
 
     /// Runs events until simulated time `until`.
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(Reverse((at, seq, _))) = self.events.peek().copied() {
-            if at > until {
+        let end = nanos_since(self.t0, until);
+        while self.events.peek().is_some_and(|e| e.at <= end) {
+            let Some(Scheduled { at, slot, .. }) = self.events.pop() else {
                 break;
-            }
-            self.events.pop();
-            self.now = self.now.max(at);
-            let Some(event) = self.payloads.remove(&seq) else {
-                continue;
             };
-            self.handle(event);
+            self.now = self.now.max(self.t0 + Duration::from_nanos(at));
+            let event = self.payloads[slot as usize].take();
+            self.free.push(slot);
+            if let Some(event) = event {
+                self.handle(event);
+            }
         }
         self.now = self.now.max(until);
     }
@@ -548,7 +603,12 @@ impl Sim {
     fn handle(&mut self, event: Event) {
         let now = self.now;
         let i = match event {
-            Event::Timer { node } => {
+            Event::Timer { node, at } => {
+                // A timer replaced by an earlier one: the node is woken at the time it asks
+                // for, once, not also at the times it asked for before.
+                if self.nodes[node].timer_at != Some(at) {
+                    return;
+                }
                 self.nodes[node].timer_at = None;
                 let Some(n) = self.nodes[node].node.as_mut() else {
                     return;

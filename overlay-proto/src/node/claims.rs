@@ -1,7 +1,7 @@
 //! The node's own block claim, kept valid by the rules of [`crate::ipam`].
 
 use super::Node;
-use crate::ipam::{block_owners, choose_block};
+use crate::ipam::{block_owner, choose_block};
 use crate::topology::Claim;
 use std::time::Instant;
 
@@ -22,9 +22,7 @@ impl Node {
         }
         let me = &self.config.name;
         let keeps = self.asserted_claim.is_some_and(|c| {
-            block_owners(&self.topology)
-                .get(&c.block)
-                .is_none_or(|(owner, _)| owner == me)
+            block_owner(&self.topology, c.block).is_none_or(|(owner, _)| owner == me)
         });
         if keeps {
             return;

@@ -167,30 +167,28 @@ impl Node {
                 }
             }
         }
-        let connected: Vec<(SocketAddr, PeerName)> = self
-            .conns
-            .values()
-            .flat_map(|c| {
-                let mut v = vec![(c.advertise, c.peer.clone())];
-                if let Some(d) = c.dialed {
-                    v.push((d, c.peer.clone()));
-                }
-                v
-            })
-            .collect();
-        for (addr, peer) in connected {
-            if let Some(t) = self.targets.get_mut(&addr) {
-                if matches!(t.state, TargetState::Waiting { .. }) {
-                    t.state = TargetState::Connected(peer);
+        for c in self.conns.values() {
+            for addr in std::iter::once(c.advertise).chain(c.dialed) {
+                if let Some(t) = self.targets.get_mut(&addr) {
+                    if matches!(t.state, TargetState::Waiting { .. }) {
+                        t.state = TargetState::Connected(c.peer.clone());
+                    }
                 }
             }
         }
+        // The seeds are few: a list to check every record's address against.
+        let seeds: Vec<SocketAddr> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.seed)
+            .map(|(addr, _)| *addr)
+            .collect();
         let reached: BTreeSet<SocketAddr> = self
             .topology
             .iter()
+            .filter(|r| seeds.contains(&r.advertise))
             .filter(|r| self.routes.is_reachable(&r.name))
             .map(|r| r.advertise)
-            .filter(|a| self.targets.get(a).is_some_and(|t| t.seed))
             .collect();
         for (addr, t) in self.targets.iter_mut() {
             t.reached_peer = reached.contains(addr);

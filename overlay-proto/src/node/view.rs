@@ -39,7 +39,7 @@
 use super::connections::Conn;
 use super::{CloseReason, ConnId, Message, Node, Output};
 use crate::peer::{PeerId, PeerName};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -75,11 +75,36 @@ pub(super) fn score(a: PeerId, b: PeerId) -> u64 {
 /// A peer with its score.
 type Scored<'a> = (u64, &'a PeerName);
 
-/// Keeps the `k` lowest of `scored` (in no particular order).
-fn lowest(scored: &mut Vec<Scored<'_>>, k: usize) {
-    if scored.len() > k {
-        scored.select_nth_unstable(k);
-        scored.truncate(k);
+/// The `k` lowest of the peers offered, in one pass, holding at most `k`.
+struct Lowest<'a> {
+    k: usize,
+    /// A max-heap: the greatest of the `k` lowest so far on top.
+    heap: BinaryHeap<Scored<'a>>,
+}
+
+impl<'a> Lowest<'a> {
+    fn new(k: usize) -> Self {
+        Lowest {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn offer(&mut self, scored: Scored<'a>) {
+        if self.heap.len() < self.k {
+            self.heap.push(scored);
+        } else if self.heap.peek().is_some_and(|top| scored < *top) {
+            self.heap.pop();
+            self.heap.push(scored);
+        }
+    }
+
+    /// The `n` lowest of those kept.
+    fn take(self, n: usize) -> impl Iterator<Item = &'a PeerName> {
+        let mut kept = self.heap.into_vec();
+        kept.sort_unstable();
+        kept.truncate(n);
+        kept.into_iter().map(|(_, name)| name)
     }
 }
 
@@ -87,22 +112,29 @@ impl Node {
     /// Recomputes the preferred set from the topology and the routes: the
     /// [`ActiveView::preferred`] reachable peers with the lowest scores; when fewer are
     /// reachable (a node cut off, or alone with a few), the unreachable ones with the lowest
-    /// scores fill the set, so an isolated node keeps dialing its way back. O(n).
+    /// scores fill the set, so an isolated node keeps dialing its way back. One pass over the
+    /// topology, keeping the lowest few of each kind (ties between scores go to the smaller
+    /// name).
     pub(super) fn choose_preferred(&mut self) {
         let me = self.config.name.id();
         let k = self.config.view.preferred;
-        let (mut reachable, mut unreachable): (Vec<Scored>, Vec<Scored>) = self
-            .topology
-            .iter()
-            .filter(|r| r.name != self.config.name && !r.left)
-            .map(|r| (score(me, r.name.id()), &r.name))
-            .partition(|(_, name)| self.routes.is_reachable(name));
-        lowest(&mut reachable, k);
-        lowest(&mut unreachable, k - reachable.len());
+        let (mut reachable, mut unreachable) = (Lowest::new(k), Lowest::new(k));
+        for (id, r) in self.topology.iter_with_ids() {
+            if r.name == self.config.name || r.left {
+                continue;
+            }
+            let scored = (score(me, id), &r.name);
+            if self.routes.is_reachable(&r.name) {
+                reachable.offer(scored);
+            } else {
+                unreachable.offer(scored);
+            }
+        }
+        let fill = k - reachable.heap.len();
         self.preferred = reachable
-            .into_iter()
-            .chain(unreachable)
-            .map(|(_, n)| n.clone())
+            .take(k)
+            .chain(unreachable.take(fill))
+            .cloned()
             .collect();
     }
 
