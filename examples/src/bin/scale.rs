@@ -258,8 +258,8 @@ fn main() -> anyhow::Result<()> {
     });
     s.run_for(SETTLE);
     let survivors = s.alive();
-    let death = cost(&s, &before, &recv_before, &survivors)
-        .above(&background, s.elapsed() - death_started);
+    let death =
+        cost(&s, &before, &recv_before, &survivors).above(&background, s.elapsed() - death_started);
     eprintln!("death: {} messages, {} bytes", death.msgs, death.bytes);
     eprintln!(
         "death messages by kind: {:?}",

@@ -299,6 +299,20 @@ fn gossip(r: &mut Registry, s: &Status) {
     );
     counter(
         r,
+        "gossip_tree_grafts",
+        "Records announced but not pushed in time, asked for (a broadcast tree link broke)",
+        None,
+        s.control.grafts_sent,
+    );
+    counter(
+        r,
+        "gossip_tree_prunes",
+        "Pushes that brought nothing new, answered with a prune (a redundant tree link cut)",
+        None,
+        s.control.prunes_sent,
+    );
+    counter(
+        r,
         "gossip_records_rejected",
         "Received topology records rejected by validation",
         None,

@@ -45,7 +45,7 @@ fn sample_status() -> Status {
         "rejected_connections": 4,
         "control": {"gossip_sent": 11, "gossip_received": 12, "records_merged": 5,
                     "records_rejected": 1, "heartbeat_timeouts": 2, "refused": 6,
-                    "claim_conflicts": 1},
+                    "claim_conflicts": 1, "grafts_sent": 8, "prunes_sent": 9},
         "control_traffic": {"gossip_sent_bytes": 1100, "gossip_received_bytes": 1200,
                             "terminations": 3,
                             "handshakes_refused": {"bad_secret": 7, "rate_limited": 2}},
@@ -232,6 +232,8 @@ fn every_family_carries_the_snapshot_values() {
         1200.0,
     );
     expect(&text, "overlay_gossip_records_merged_total", 5.0);
+    expect(&text, "overlay_gossip_tree_grafts_total", 8.0);
+    expect(&text, "overlay_gossip_tree_prunes_total", 9.0);
     expect(&text, "overlay_gossip_records_rejected_total", 1.0);
     expect(&text, "overlay_ipam_claim_conflicts_total", 1.0);
     expect(&text, "overlay_ipam_addresses_allocated", 2.0);
