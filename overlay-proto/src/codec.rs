@@ -264,66 +264,22 @@ pub fn encode_message_in(msg: &Message, version: u16, out: &mut Vec<u8>) -> Resu
     let cap = start + LEN_PREFIX + MAX_FRAME_LEN;
     let written = match msg {
         Message::Gossip(g) if version < RECORD_IDENTITY_VERSION => {
-            out.push(ty::GOSSIP);
-            let g = v1::GossipRef::new(g);
-            append_postcard(&g, out, cap).map_err(|_| payload_size(&g))
+            typed(out, cap, ty::GOSSIP, &v1::GossipRef::new(g))
         }
-        Message::Gossip(g) => {
-            out.push(ty::GOSSIP);
-            append_postcard(g, out, cap).map_err(|_| payload_size(g))
-        }
-        Message::Heartbeat(h) => {
-            out.push(ty::HEARTBEAT);
-            append_postcard(h, out, cap).map_err(|_| payload_size(h))
-        }
-        Message::HeartbeatAck(h) => {
-            out.push(ty::HEARTBEAT_ACK);
-            append_postcard(h, out, cap).map_err(|_| payload_size(h))
-        }
-        Message::Leave => {
-            out.push(ty::LEAVE);
-            Ok(())
-        }
-        Message::Digest(d) => {
-            out.push(ty::DIGEST);
-            append_postcard(d, out, cap).map_err(|_| payload_size(d))
-        }
-        Message::Summary(x) => {
-            out.push(ty::SUMMARY);
-            append_postcard(x, out, cap).map_err(|_| payload_size(x))
-        }
-        Message::Keep(keep) => {
-            out.push(ty::KEEP);
-            append_postcard(keep, out, cap).map_err(|_| payload_size(keep))
-        }
-        Message::Redirect(addrs) => {
-            out.push(ty::REDIRECT);
-            append_postcard(addrs, out, cap).map_err(|_| payload_size(addrs))
-        }
-        Message::Beat(b) => {
-            out.push(ty::BEAT);
-            append_postcard(b, out, cap).map_err(|_| payload_size(b))
-        }
-        Message::Graft(names) => {
-            out.push(ty::GRAFT);
-            append_postcard(names, out, cap).map_err(|_| payload_size(names))
-        }
-        Message::Prune => {
-            out.push(ty::PRUNE);
-            Ok(())
-        }
-        Message::SummaryCheck(x) => {
-            out.push(ty::SUMMARY_CHECK);
-            append_postcard(x, out, cap).map_err(|_| payload_size(x))
-        }
-        Message::Buckets(hashes) => {
-            out.push(ty::BUCKETS);
-            append_postcard(hashes, out, cap).map_err(|_| payload_size(hashes))
-        }
-        Message::RangeDigest(d) => {
-            out.push(ty::RANGE_DIGEST);
-            append_postcard(d, out, cap).map_err(|_| payload_size(d))
-        }
+        Message::Gossip(g) => typed(out, cap, ty::GOSSIP, g),
+        Message::Heartbeat(h) => typed(out, cap, ty::HEARTBEAT, h),
+        Message::HeartbeatAck(h) => typed(out, cap, ty::HEARTBEAT_ACK, h),
+        Message::Leave => typed(out, cap, ty::LEAVE, &()),
+        Message::Digest(d) => typed(out, cap, ty::DIGEST, d),
+        Message::Summary(x) => typed(out, cap, ty::SUMMARY, x),
+        Message::Keep(keep) => typed(out, cap, ty::KEEP, keep),
+        Message::Redirect(addrs) => typed(out, cap, ty::REDIRECT, addrs),
+        Message::Beat(b) => typed(out, cap, ty::BEAT, b),
+        Message::Graft(names) => typed(out, cap, ty::GRAFT, names),
+        Message::Prune => typed(out, cap, ty::PRUNE, &()),
+        Message::SummaryCheck(x) => typed(out, cap, ty::SUMMARY_CHECK, x),
+        Message::Buckets(hashes) => typed(out, cap, ty::BUCKETS, hashes),
+        Message::RangeDigest(d) => typed(out, cap, ty::RANGE_DIGEST, d),
     };
     match written {
         Ok(()) => close_frame(out, start, MAX_FRAME_LEN),
@@ -335,6 +291,13 @@ pub fn encode_message_in(msg: &Message, version: u16, out: &mut Vec<u8>) -> Resu
             ))
         }
     }
+}
+
+/// Appends a message's type byte and payload (postcard writes nothing for `()`); on
+/// overflow of `cap`, the payload's size.
+fn typed<T: Serialize>(out: &mut Vec<u8>, cap: usize, ty: u8, payload: &T) -> Result<(), usize> {
+    out.push(ty);
+    append_postcard(payload, out, cap).map_err(|_| payload_size(payload))
 }
 
 /// Decodes a message frame body in this build's newest protocol version; see
