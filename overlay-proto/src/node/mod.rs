@@ -326,6 +326,12 @@ impl Node {
         }
         self.left = true;
         self.publish_self();
+        // Pushed to every neighbour, lazy ones too: no heartbeat will announce it later.
+        let name = self.config.name.clone();
+        for c in self.conns.values_mut() {
+            c.pending_lazy.remove(&name);
+            c.pending_gossip.insert(name.clone());
+        }
         self.flush_gossip_now();
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {

@@ -351,6 +351,8 @@ fn leaving_tells_every_neighbour_and_closes() {
     a.handle_connection_up(1, Direction::Inbound, None, addr(2), &hb, now)
         .expect("up");
     drain(&mut a);
+    // Even over a lazy link (b pruned it), the departure is pushed, not announced.
+    a.handle_message(1, Message::Prune, now);
     a.leave(now);
     let out = drain(&mut a);
     let pos = |want: &dyn Fn(&Output) -> bool| out.iter().position(want).expect("present");
