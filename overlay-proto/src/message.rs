@@ -156,6 +156,17 @@ pub struct DigestEntry {
     pub instance: u64,
 }
 
+impl DigestEntry {
+    /// The entry of `record`.
+    pub fn of(record: &PeerRecord) -> DigestEntry {
+        DigestEntry {
+            name: record.name.clone(),
+            version: record.version,
+            instance: record.instance,
+        }
+    }
+}
+
 /// A heartbeat with announcements: the sender holds these record versions. A receiver that
 /// lacks one and does not get it pushed soon asks for it with [`Message::Graft`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

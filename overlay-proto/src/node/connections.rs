@@ -44,6 +44,13 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// Announces changes on this connection from now on instead of pushing them; what was
+    /// queued for the next push is announced instead.
+    pub(super) fn make_lazy(&mut self) {
+        self.eager = false;
+        self.pending_lazy.append(&mut self.pending_gossip);
+    }
+
     /// The peer understands lazy push (announcements, grafts, prunes).
     pub(super) fn lazy_capable(&self) -> bool {
         self.version >= crate::message::LAZY_PUSH_VERSION

@@ -130,11 +130,7 @@ impl Node {
                 continue;
             }
             if let Some(r) = self.topology.get(&name) {
-                have.push(DigestEntry {
-                    name,
-                    version: r.version,
-                    instance: r.instance,
-                });
+                have.push(DigestEntry::of(r));
             }
         }
         have
@@ -245,8 +241,7 @@ impl Node {
     pub(super) fn receive_prune(&mut self, from: ConnId) {
         if let Some(c) = self.conns.get_mut(&from) {
             if c.lazy_capable() {
-                c.eager = false;
-                c.pending_lazy.append(&mut c.pending_gossip);
+                c.make_lazy();
             }
         }
     }
@@ -274,11 +269,7 @@ impl Node {
         self.topology
             .iter()
             .filter(|r| mask & (1 << bucket_of(&r.name)) != 0)
-            .map(|r| DigestEntry {
-                name: r.name.clone(),
-                version: r.version,
-                instance: r.instance,
-            })
+            .map(DigestEntry::of)
             .collect()
     }
 
@@ -497,8 +488,7 @@ impl Node {
             return;
         };
         if c.eager && c.lazy_capable() {
-            c.eager = false;
-            c.pending_lazy.append(&mut c.pending_gossip);
+            c.make_lazy();
             self.stats.prunes_sent += 1;
             self.send(conn, Message::Prune);
         }
